@@ -1,0 +1,287 @@
+"""The experiment planner: fingerprint a dataset once, derive the training decisions, split it.
+
+``make_plan`` returns the plan as plain data (JSON): the fingerprint, the patient-level split and
+the decisions, each ``{"value", "rule", "reason", "inputs"}`` where ``rule`` names the constants of
+:mod:`bundle.planning.rules` and the formula, ``reason`` says why in words and ``inputs`` holds
+the fingerprint numbers the formula used. ``save_plan`` / ``load_plan`` write and read plan files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from bundle.case import Case
+from bundle.errors import DatasetError
+from bundle.planning import rules as R
+from bundle.planning.fingerprint import fingerprint_dataset
+from bundle.planning.split import split_patients
+
+PLAN_VERSION = 1
+PLAN_KEYS = (
+    "name", "version", "created_by", "dataset", "label_protocol", "profile", "decisions", "split", "fingerprint"
+)
+DECISION_KEYS = ("target_spacing", "patch_size", "batch_size", "normalization", "network", "resampling")
+_TOL = 1e-6
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return int(math.ceil(n / multiple) * multiple)
+
+
+def _ceil_decimals(x: float, decimals: int) -> float:
+    f = 10**decimals
+    return math.ceil(x * f - _TOL) / f
+
+
+def _decision(value, rule: str, reason: str, **inputs) -> dict:
+    return {"value": value, "rule": rule, "reason": reason, "inputs": inputs}
+
+
+def _profile_settings(profile: str) -> dict:
+    if profile not in R.PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(R.PROFILES)}")
+    return R.PROFILES[profile]
+
+
+def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
+    """The decisions for a dataset fingerprint (from ``fingerprint_dataset``) and a profile."""
+    prof = _profile_settings(profile)
+    cases = fingerprint["cases"]
+    summary = fingerprint["summary"]
+    with_la = [c for c in cases if c["la_voxels"]]
+    if not with_la:
+        raise ValueError("no scan has LA voxels: the patch size cannot be derived from the LA extent")
+    max_patch = int(prof["max_patch"])
+
+    # ---- target spacing and patch size --------------------------------------------------
+    spacing = np.asarray([c["spacing"] for c in cases], dtype=np.float64)
+    median_xy = [
+        round(float(np.percentile(spacing[:, i], R.TARGET_SPACING_PERCENTILE)), R.SPACING_DECIMALS) for i in (0, 1)
+    ]
+    extent_p = float(np.percentile([c["la_extent_in_plane_mm"] for c in with_la], R.PATCH_EXTENT_PERCENTILE))
+    needed_mm = extent_p + 2 * R.PATCH_MARGIN_MM
+    fov_xy = [float(v) for v in summary["field_of_view_mm"]["median"][:2]]
+    field = [min(needed_mm, f) if R.PATCH_CAP_TO_IMAGE else needed_mm for f in fov_xy]
+    target, coarsened = [], False
+    for med, f in zip(median_xy, field):
+        if f / med > max_patch + _TOL:
+            target.append(_ceil_decimals(f / max_patch, R.SPACING_DECIMALS))
+            coarsened = True
+        else:
+            target.append(med)
+    pixels = [int(math.ceil(f / s - _TOL)) for f, s in zip(field, target)]
+    side = [min(max(_round_up(p, R.NETWORK_DOWNSAMPLING), R.MIN_PATCH), max_patch) for p in pixels]
+    patch = [side[1], side[0]]  # [H, W] = [y, x]
+    capped = any(f < needed_mm for f in field)
+
+    spacing_rule = (
+        f"TARGET_SPACING_PERCENTILE={R.TARGET_SPACING_PERCENTILE:g}: (x, y) = percentile of the scans' spacings; "
+        f"RESAMPLE_Z={R.RESAMPLE_Z}: z kept per scan; then max(that, min(needed_mm, median FOV) / max_patch) "
+        f"with needed_mm = p{R.PATCH_EXTENT_PERCENTILE:g}(LA in-plane extent) + 2 * PATCH_MARGIN_MM, "
+        f"max_patch = {max_patch} (profile {profile!r})"
+    )
+    if coarsened:
+        spacing_reason = (
+            f"The median in-plane spacing {median_xy} mm would need more than {max_patch} px for the "
+            f"{needed_mm:.1f} mm LA + margin, so the spacing is coarsened to {target} mm; z is never "
+            "resampled because the networks are 2D axial."
+        )
+    else:
+        spacing_reason = (
+            f"The median in-plane spacing {target} mm keeps most scans at their native resolution; z is "
+            "never resampled because the networks are 2D axial."
+        )
+    decisions = {
+        "target_spacing": _decision(
+            target,
+            spacing_rule,
+            spacing_reason,
+            median_spacing_xy=median_xy,
+            needed_field_mm=needed_mm,
+            median_field_of_view_mm=fov_xy,
+            max_patch=max_patch,
+            coarsened=coarsened,
+        )
+    }
+    patch_reason = (
+        f"The p{R.PATCH_EXTENT_PERCENTILE:g} LA in-plane extent is {extent_p:.1f} mm; with {R.PATCH_MARGIN_MM:g} mm "
+        f"of context per side it needs {needed_mm:.1f} mm = {pixels} px (x, y) at {target} mm, rounded up to "
+        f"a multiple of {R.NETWORK_DOWNSAMPLING} so every pooling divides evenly."
+    )
+    if capped:
+        patch_reason += f" The images are narrower ({fov_xy} mm), so the patch covers the whole field of view."
+    decisions["patch_size"] = _decision(
+        patch,
+        f"ceil((p{R.PATCH_EXTENT_PERCENTILE:g} of per-scan max(LA extent x, y) "
+        f"+ 2 * PATCH_MARGIN_MM={R.PATCH_MARGIN_MM:g}) "
+        f"/ target_spacing) rounded up to NETWORK_DOWNSAMPLING={R.NETWORK_DOWNSAMPLING}, clamped to "
+        f"[MIN_PATCH={R.MIN_PATCH}, max_patch={max_patch}]; [H, W] = [y, x]",
+        patch_reason,
+        la_extent_in_plane_percentile_mm=extent_p,
+        margin_mm=R.PATCH_MARGIN_MM,
+        needed_field_mm=needed_mm,
+        needed_pixels_xy=pixels,
+        capped_to_image=capped,
+    )
+
+    # ---- batch -------------------------------------------------------------------------
+    ref_pixels = R.REFERENCE_PATCH[0] * R.REFERENCE_PATCH[1]
+    raw_batch = R.REFERENCE_BATCH * ref_pixels / (patch[0] * patch[1])
+    max_batch = int(prof["max_batch"])
+    batch = min(max(int(math.floor(raw_batch + 0.5)), R.MIN_BATCH), max_batch)
+    decisions["batch_size"] = _decision(
+        batch,
+        f"round(REFERENCE_BATCH={R.REFERENCE_BATCH} * {R.REFERENCE_PATCH[0]}*{R.REFERENCE_PATCH[1]} / (H * W)) "
+        f"clamped to [MIN_BATCH={R.MIN_BATCH}, max_batch={max_batch}]",
+        f"The paper trains {R.REFERENCE_PATCH[0]}x{R.REFERENCE_PATCH[1]} patches in batches of {R.REFERENCE_BATCH}; "
+        f"keeping batch x pixels about constant gives {raw_batch:.2f} for {patch[0]}x{patch[1]}"
+        + (f", capped at {max_batch} for the {profile!r} profile." if raw_batch > max_batch + 0.5 else "."),
+        unclamped=raw_batch,
+        max_batch=max_batch,
+    )
+
+    # ---- network -----------------------------------------------------------------------
+    poolings, size = 0, min(patch)
+    while poolings < R.MAX_POOLINGS and size // 2 >= R.MIN_FEATURE_MAP:
+        size //= 2
+        poolings += 1
+    base, cap = int(prof["base_width"]), int(prof["max_width"])
+    widths = [min(base * 2**i, cap) for i in range(poolings + 1)]
+    decisions["network"] = _decision(
+        {"gl_widths": widths, "gl_poolings": poolings, "gs_width": int(prof["gs_width"])},
+        f"Gl: poolings = as many as MAX_POOLINGS={R.MAX_POOLINGS} allow while the smallest feature map stays >= "
+        f"MIN_FEATURE_MAP={R.MIN_FEATURE_MAP} px; widths = min(base_width * 2**level, max_width) with "
+        f"base_width={base}, max_width={cap}; Gs width = {int(prof['gs_width'])} (profile {profile!r})",
+        f"A {patch[0]}x{patch[1]} patch pools {poolings} times down to {size} px; "
+        + (
+            "the paper's widths."
+            if profile == "paper"
+            else f"the {profile!r} profile narrows the networks: {prof['description']}."
+        ),
+        bottleneck_px=size,
+        profile=profile,
+    )
+
+    # ---- normalisation -----------------------------------------------------------------
+    la_z = summary.get("la_intensity_zscore") or {}
+    lo_key, hi_key = (f"p{p:g}" for p in R.CLIP_PERCENTILES)
+    decisions["normalization"] = _decision(
+        {
+            "scheme": R.NORMALIZATION_SCHEME,
+            "mask": "whole_volume",
+            "epsilon": R.NORMALIZATION_EPSILON,
+            "clip": R.CLIP_BY_DEFAULT,
+            "clip_percentiles": list(R.CLIP_PERCENTILES),
+            "clip_bounds_zscore": [la_z.get(lo_key), la_z.get(hi_key)],
+            "dataset_la_intensity": summary.get("la_intensity"),
+            "dataset_la_intensity_zscore": la_z or None,
+        },
+        f"NORMALIZATION_SCHEME={R.NORMALIZATION_SCHEME!r}: (image - mean(volume)) / (std(volume) + "
+        f"NORMALIZATION_EPSILON); optional clip to CLIP_PERCENTILES={list(R.CLIP_PERCENTILES)} of pooled z-scored "
+        f"LA intensities, CLIP_BY_DEFAULT={R.CLIP_BY_DEFAULT}",
+        "JAS-GAN normalises each whole 3D volume and nnU-Net z-scores MRI per image, because LGE intensities "
+        "differ between scanners; the dataset's LA intensities are recorded for reference and clipping is off "
+        "so the bright scar tail is kept.",
+    )
+
+    decisions["resampling"] = _decision(
+        {"image": R.IMAGE_INTERPOLATION, "label": R.LABEL_INTERPOLATION, "z": "none"},
+        "IMAGE_INTERPOLATION / LABEL_INTERPOLATION in-plane to target_spacing; RESAMPLE_Z=False",
+        "Linear interpolation cannot overshoot the scar's bright voxels; labels stay integer with nearest "
+        "neighbour; slices are kept as acquired for the 2D axial networks.",
+        n_scans_at_target=int(sum(1 for c in cases if np.allclose(c["spacing"][:2], target, atol=1e-4))),
+    )
+    return decisions
+
+
+def make_plan(
+    cases: Iterable[Case],
+    name: str,
+    dataset: dict,
+    label_protocol: dict,
+    seed: int = 0,
+    n_folds: int = 5,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    profile: str = R.DEFAULT_PROFILE,
+) -> dict:
+    """Fingerprint ``cases`` (iterated once, no image kept), decide, split; return the plan dict.
+
+    ``dataset`` (e.g. ``{"root": "data/x", "layout": "lascarqs"}``) and ``label_protocol`` are
+    copied into the plan as given.
+    """
+    _profile_settings(profile)  # fail before loading any scan
+    fingerprint = fingerprint_dataset(cases)
+    decisions = plan_decisions(fingerprint, profile)
+    records = [
+        {k: c[k] for k in ("scan", "patient", "ablation", "label_sha1", "la_voxels")} for c in fingerprint["cases"]
+    ]
+    split = split_patients(records, seed=seed, n_folds=n_folds, test_fraction=test_fraction, val_fraction=val_fraction)
+    return {
+        "name": name,
+        "version": PLAN_VERSION,
+        "created_by": "bundle.planning",
+        "dataset": dataset,
+        "label_protocol": label_protocol,
+        "profile": profile,
+        "decisions": decisions,
+        "split": split,
+        "fingerprint": fingerprint,
+    }
+
+
+def decision_values(plan: dict) -> dict:
+    """``{decision name: value}`` of a plan, for configs that only need the numbers."""
+    return {k: d["value"] for k, d in plan["decisions"].items()}
+
+
+def save_plan(plan: dict, path: str | Path) -> Path:
+    """Write a plan as JSON (indent 2, keys in plan order, trailing newline), atomically."""
+    path = Path(path)
+    text = json.dumps(plan, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_plan(path: str | Path) -> dict:
+    """Read a plan file; a :class:`DatasetError` naming the file if it is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "plan file not found (run scripts/plan.py to create it)")
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DatasetError(path, f"plan is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(path, f"plan cannot be read: {e}") from None
+    if not isinstance(plan, dict):
+        raise DatasetError(path, f"plan must be a JSON object, got {type(plan).__name__}")
+    missing = [k for k in PLAN_KEYS if k not in plan]
+    if missing:
+        raise DatasetError(path, f"plan lacks keys {missing}")
+    if plan["version"] != PLAN_VERSION:
+        raise DatasetError(path, f"plan version {plan['version']!r} is not supported (expected {PLAN_VERSION})")
+    decisions = plan["decisions"]
+    if not isinstance(decisions, dict):
+        raise DatasetError(path, "plan 'decisions' must be an object")
+    bad = [k for k in DECISION_KEYS if not isinstance(decisions.get(k), dict) or "value" not in decisions[k]]
+    if bad:
+        raise DatasetError(path, f"plan decisions missing or without a value: {bad}")
+    return plan

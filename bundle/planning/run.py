@@ -1,0 +1,71 @@
+"""Plan a dataset on disk: read its layout, fingerprint every scan, decide, write the plan."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bundle.case import Case
+from bundle.errors import DatasetError
+from bundle.layouts import label_protocol, load_case, read_dataset
+from bundle.planning.planner import make_plan, save_plan
+
+logger = logging.getLogger(__name__)
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (plans stay portable)."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return os.fspath(path)
+
+
+def plan_dataset(
+    root: str | Path,
+    layout: str = "datalist",
+    name: str | None = None,
+    out: str | Path | None = None,
+    csv: str | None = None,
+    seed: int = 0,
+    n_folds: int = 5,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    profile: str = "paper",
+) -> dict:
+    """Fingerprint the dataset at ``root`` and write ``plans/<name>.json`` (or ``out``).
+
+    A scan that cannot be loaded (unreadable file, inconsistent labels, ...) is reported,
+    listed under ``excluded`` in the plan with its reason, and left out; the others are planned.
+    """
+    name = name or Path(root).name
+    records = read_dataset(root, layout, csv=csv)
+    excluded: list[dict] = []
+
+    def cases() -> Iterator[Case]:
+        for i, record in enumerate(records, 1):
+            try:
+                case = load_case(record)
+            except DatasetError as err:
+                logger.error("skipping scan %s: %s", record.get("scan"), err)
+                excluded.append({"scan": record.get("scan"), "error": str(err)})
+                continue
+            logger.info("fingerprint %d/%d %s", i, len(records), record.get("scan"))
+            yield case
+
+    start = time.perf_counter()
+    dataset = {"root": portable_path(root), "layout": layout}
+    if csv:
+        dataset["csv"] = portable_path(csv)
+    plan = make_plan(
+        cases(), name=name, dataset=dataset, label_protocol=label_protocol(layout), seed=seed,
+        n_folds=n_folds, test_fraction=test_fraction, val_fraction=val_fraction, profile=profile,
+    )
+    plan["excluded"] = excluded
+    plan["planning_seconds"] = round(time.perf_counter() - start, 2)
+    save_plan(plan, out or Path("plans") / f"{name}.json")
+    return plan
