@@ -1,0 +1,134 @@
+"""Synthetic 3D LGE CMR phantoms of AF patients, with LA and scar ground truth.
+
+Each patient has one anatomy (LA and thorax); a patient may have a pre-ablation scan, a
+post-ablation scan or both, each with its own field of view, scar and acquisition. Everything
+is drawn from ``numpy.random.default_rng`` seeded by (seed, patient, scan), so a dataset is a
+pure function of its seed and profile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from bundle.case import Case
+from bundle.labels import compose_label
+from bundle.phantom.atrium import rasterise_atrium, sample_atrium
+from bundle.phantom.context import sample_context
+from bundle.phantom.intensity import Acquisition, acquire
+from bundle.phantom.profiles import Profile, get_profile
+from bundle.phantom.scar import draw_scar
+from bundle.phantom.shapes import Grid, block_mean, coverage
+
+LA_MIN_FRACTION = 0.5
+"""A voxel is LA when LA tissue (cavity + wall + scar) fills at least half of it."""
+SCAR_MIN_FRACTION = 0.25
+"""An LA voxel is scar when scar fills at least this much of it and outweighs healthy wall."""
+BOTH_SCANS_FRACTION = 0.6
+"""Share of patients with both a pre- and a post-ablation scan; the others have one of them."""
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    patient_index: int
+    ablation: str  # "pre" or "post"
+
+    @property
+    def patient(self) -> str:
+        return f"P{self.patient_index:03d}"
+
+    @property
+    def scan(self) -> str:
+        return f"{self.patient}_{self.ablation}"
+
+
+def cohort(n_patients: int, seed: int = 0, both_fraction: float = BOTH_SCANS_FRACTION) -> list[ScanSpec]:
+    """Which scans a cohort of ``n_patients`` has, in a fixed order."""
+    if n_patients < 1:
+        raise ValueError(f"n_patients must be at least 1, got {n_patients}")
+    rng = np.random.default_rng([seed, 7919])
+    specs = []
+    for p in range(1, n_patients + 1):
+        if rng.uniform() < both_fraction:
+            kinds = ("pre", "post")
+        else:
+            kinds = ("pre",) if rng.uniform() < 0.5 else ("post",)
+        specs += [ScanSpec(p, k) for k in kinds]
+    return specs
+
+
+def _scan_grid(profile: Profile, rng: np.random.Generator, centre_xy: np.ndarray) -> Grid:
+    n = int(rng.choice(profile.in_plane_sizes))
+    nz = int(rng.integers(profile.slices[0], profile.slices[1] + 1))
+    jitter = 10.0 if profile.centre_on == "body" else 3.0
+    centre = np.array([centre_xy[0] + rng.normal(0, jitter), centre_xy[1] + rng.normal(0, jitter), rng.uniform(-6, 6)])
+    size = np.array([n, n, nz], float)
+    origin = centre - 0.5 * (size - 1) * np.asarray(profile.spacing)
+    return Grid((nz, n, n), profile.spacing, tuple(float(o) for o in np.round(origin, 4)))
+
+
+def generate_scan(spec: ScanSpec, profile: str | Profile = "miccai2018", seed: int = 0, acquisition: Acquisition | None = None) -> Case:
+    """One phantom scan as a :class:`Case` with image, label, cavity and wall.
+
+    ``acquisition`` overrides the randomly drawn acquisition (``Acquisition.nominal()`` gives
+    the calibrated tissue means without gain, gamma, bias or jitter).
+    """
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    patient_rng = np.random.default_rng([seed, spec.patient_index])
+    atrium = sample_atrium(patient_rng)
+    parts, body_xy = sample_context(patient_rng, atrium)
+    rng = np.random.default_rng([seed, spec.patient_index, 1 if spec.ablation == "post" else 0])
+    grid = _scan_grid(profile, rng, body_xy if profile.centre_on == "body" else np.zeros(2))
+    acq = acquisition or Acquisition.sample(rng)
+    mu = acq.tissue_means
+
+    clean = np.zeros(grid.shape, np.float32)
+    for part in parts:
+        sl, frac = coverage(part.sdf, grid, profile.supersample, part.lo, part.hi)
+        clean[sl] += frac * (mu[part.tissue] - clean[sl])
+
+    la_centre = np.zeros(3)
+    raster = rasterise_atrium(atrium, grid, profile.supersample, la_centre)
+    scar_fine = draw_scar(rng, atrium, raster, la_centre, spec.ablation)
+    cav = block_mean(raster.cavity, profile.supersample)
+    wall = block_mean(raster.wall & ~scar_fine, profile.supersample)
+    scar = block_mean(scar_fine, profile.supersample)
+    total = cav + wall + scar
+    box = clean[raster.slices]
+    clean[raster.slices] = box * (1.0 - total) + cav * mu["blood_la"] + wall * mu["la_wall"] + scar * mu["scar"]
+
+    la_box = total >= LA_MIN_FRACTION
+    scar_box = la_box & (scar >= SCAR_MIN_FRACTION) & (scar >= wall)
+    cavity_box = la_box & (cav >= 0.5) & ~scar_box
+    la = np.zeros(grid.shape, bool)
+    scar_lab = np.zeros(grid.shape, bool)
+    cavity = np.zeros(grid.shape, bool)
+    la[raster.slices], scar_lab[raster.slices], cavity[raster.slices] = la_box, scar_box, cavity_box
+
+    image = acquire(clean, grid.spacing, acq, rng)
+    n_wall_fine = int(raster.wall.sum())
+    return Case(
+        image=image,
+        label=compose_label(la, scar_lab),
+        spacing=grid.spacing,
+        origin=grid.origin,
+        patient=spec.patient,
+        scan=spec.scan,
+        ablation=spec.ablation,
+        cavity=cavity.astype(np.uint8),
+        wall=(la & ~cavity).astype(np.uint8),
+        meta={
+            "source": "phantom",
+            "profile": profile.name,
+            "seed": seed,
+            "true_scar_percent_of_wall": 100.0 * int(scar_fine.sum()) / n_wall_fine if n_wall_fine else 0.0,
+        },
+    )
+
+
+def generate_cohort(n_patients: int, profile: str = "miccai2018", seed: int = 0) -> Iterator[Case]:
+    """All scans of a phantom cohort, one at a time (a full-size scan is ~60 MB)."""
+    for spec in cohort(n_patients, seed):
+        yield generate_scan(spec, profile, seed)

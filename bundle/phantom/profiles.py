@@ -1,0 +1,40 @@
+"""Acquisition profiles of the synthetic LGE phantoms: grid size and spacing of real cohorts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a phantom scan is sampled.
+
+    ``supersample`` (z, y, x) sets the partial-volume rasterisation: each voxel is split into that
+    many sub-voxels. ``centre_on`` picks the field of view: the chest (``"body"``, as a scanner
+    does) or a crop around the LA (``"la"``, for the tiny test profile).
+    """
+
+    name: str
+    spacing: tuple[float, float, float]  # x, y, z in mm
+    in_plane_sizes: tuple[int, ...]
+    slices: tuple[int, int]  # inclusive range of the number of slices
+    supersample: tuple[int, int, int]
+    centre_on: str = "body"
+
+
+PROFILES: dict[str, Profile] = {
+    # MICCAI 2018 Atrial Segmentation Challenge (Utah): 0.625 x 0.625 x 2.5 mm, 576 or 640 in-plane, 44 slices.
+    "miccai2018": Profile("miccai2018", (0.625, 0.625, 2.5), (576, 640), (44, 44), (4, 2, 2)),
+    # In-house Siemens cohort of the JAS-GAN paper: 0.7 x 0.7 x 2.0 mm, FOV 380 mm, 60-68 slices.
+    "siemens": Profile("siemens", (0.7, 0.7, 2.0), (528, 544, 560), (60, 68), (3, 2, 2)),
+    # Tests: a 64 x 64 x 12 crop around the LA, a few seconds for a whole dataset.
+    "tiny": Profile("tiny", (2.0, 2.0, 4.0), (64,), (12, 12), (3, 3, 3), centre_on="la"),
+}
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``, with a clear error listing the known ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown phantom profile {name!r}; choose one of {sorted(PROFILES)}") from None

@@ -1,0 +1,44 @@
+"""Fingerprint a dataset and write its plan (patch size, normalisation, networks, split).
+
+    python scripts/plan.py --root data/phantom --layout datalist --name phantom
+    python scripts/plan.py --root "/data/MICCAI2018" --layout miccai2018 --name miccai2018
+"""
+
+from __future__ import annotations
+
+import fire
+
+from _cli import setup_logging
+
+from bundle.planning.run import plan_dataset
+
+
+def main(
+    root: str = "data/phantom",
+    layout: str = "datalist",
+    name: str | None = None,
+    out: str | None = None,
+    csv: str | None = None,
+    seed: int = 0,
+    n_folds: int = 5,
+    test_fraction: float = 0.2,
+    val_fraction: float = 0.2,
+    profile: str = "paper",
+    log_level: str = "INFO",
+) -> None:
+    """Plan the dataset at ``root`` (layouts: datalist, miccai2018, lascarqs2022) into
+    ``plans/<name>.json`` (or ``out``); ``profile`` is ``paper`` or ``cpu``."""
+    setup_logging(log_level)
+    plan = plan_dataset(root, layout, name, out, csv, seed, n_folds, test_fraction, val_fraction, profile)
+    d = {k: v["value"] for k, v in plan["decisions"].items()}
+    s = plan["split"]
+    print(f"plan {plan['name']}: {len(plan['fingerprint']['cases'])} scans, {len(plan['excluded'])} excluded, "
+          f"{plan['planning_seconds']:.1f} s")
+    print(f"  target spacing {d['target_spacing']}, patch {d['patch_size']}, batch {d['batch_size']}, "
+          f"normalisation {d['normalization']['scheme']}, Gl widths {d['network']['gl_widths']}")
+    print(f"  split: {len(s['train'])} train / {len(s['validation'])} validation / {len(s['test'])} test scans, "
+          f"{len(s['folds'])} folds")
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
