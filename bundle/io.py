@@ -9,9 +9,7 @@ direction a row-major 3 x 3 matrix, arrays in ``(z, y, x)`` order.
 from __future__ import annotations
 
 import gzip
-import os
 import re
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from bundle.atomic import atomic_path
 from bundle.case import Case
 from bundle.errors import DatasetError
 
@@ -164,15 +163,8 @@ def write_image(
         elif array.dtype == bool:
             array = array.astype(np.uint8)
         image = _with_geometry(array, reference)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix) as tmp:
         sitk.WriteImage(image, tmp, suffix in COMPRESSED_SUFFIXES)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -30,13 +30,13 @@ import io as _stringio
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from bundle.atomic import atomic_write_text
 from bundle.case import ABLATION_STATES, Case
 from bundle.errors import DatasetError
 from bundle.io import case_geometry, check_same_geometry, image_suffix, read_image, write_image
@@ -100,18 +100,6 @@ def _safe_name(name: str, what: str = "scan id") -> str:
     return name
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ------------------------------------------------------------------------------- pre/post ablation
 
 
@@ -167,7 +155,7 @@ def write_ablation_csv(records: Iterable[dict], path: str | Path) -> Path:
     writer.writerow([CSV_CODE, CSV_POST, CSV_PATIENT])
     for r in records:
         writer.writerow([r["scan"], post[r["ablation"]], r["patient"]])
-    _atomic_write_text(Path(path), buffer.getvalue())
+    atomic_write_text(Path(path), buffer.getvalue())
     return Path(path)
 
 
@@ -270,7 +258,7 @@ def _read_datalist(root: Path) -> list[dict]:
         raise DatasetError(json_path, "lists no training cases")
     from monai.data import load_decathlon_datalist  # imported here: it pulls in torch (seconds)
 
-    base = json_path.parent
+    base = json_path.absolute().parent  # MONAI joins relative entries to base: keep it absolute
     # MONAI resolves the paths; ids come from the raw entries (MONAI may turn an id that names a file into a path).
     resolved = load_decathlon_datalist(json_path, is_segmentation=True, data_list_key="training", base_dir=base)
     records, seen = [], set()
@@ -528,7 +516,7 @@ def write_dataset(cases: Iterable[Case], root: str | Path, layout: str) -> list[
     if not records:
         raise ValueError("no cases to write")
     if layout == "datalist":
-        _atomic_write_text(root / DATALIST_NAME, _datalist_json(records, root))
+        atomic_write_text(root / DATALIST_NAME, _datalist_json(records, root))
     else:
         write_ablation_csv(records, root / CSV_NAME)
     return records

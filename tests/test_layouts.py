@@ -274,6 +274,15 @@ def test_writer_rejects_cases_the_layout_cannot_hold(tmp_path):
         write_dataset(CASES, tmp_path, "nifti")
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_relative_root(tmp_path, monkeypatch, layout):
+    write_dataset(CASES, tmp_path / "ds", layout)
+    monkeypatch.chdir(tmp_path)
+    records = read_dataset("ds", layout)
+    assert len(records) == len(CASES)
+    assert all(Path(r["image"]).is_file() for r in records)
+
+
 def test_lascarqs_writer_drops_scar_beyond_the_toolkit_la(tmp_path):
     far = make_case()
     inside = int((far.label == 2).sum())

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from bundle.atomic import atomic_write_text
 from bundle.case import Case
 from bundle.errors import DatasetError
 from bundle.planning import rules as R
@@ -244,20 +243,8 @@ def decision_values(plan: dict) -> dict:
 
 def save_plan(plan: dict, path: str | Path) -> Path:
     """Write a plan as JSON (indent 2, keys in plan order, trailing newline), atomically."""
-    path = Path(path)
     text = json.dumps(plan, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 def load_plan(path: str | Path) -> dict:
