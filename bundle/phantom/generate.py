@@ -81,7 +81,8 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "miccai2018", seed: i
     parts, body_xy = sample_context(patient_rng, atrium)
     rng = np.random.default_rng([seed, spec.patient_index, 1 if spec.ablation == "post" else 0])
     grid = _scan_grid(profile, rng, body_xy if profile.centre_on == "body" else np.zeros(2))
-    acq = acquisition or Acquisition.sample(rng)
+    drawn = Acquisition.sample(rng)  # always drawn, so an override leaves the scar stream unchanged
+    acq = acquisition or drawn
     mu = acq.tissue_means
 
     clean = np.zeros(grid.shape, np.float32)

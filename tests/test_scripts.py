@@ -1,0 +1,123 @@
+"""scripts/synthesize.py and scripts/plan.py end to end, and plan_dataset on a damaged dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bundle.phantom.dataset import MANIFEST, synthesize_dataset
+from bundle.phantom.generate import cohort
+from bundle.planning.planner import PLAN_KEYS, load_plan
+from bundle.planning.run import plan_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+N_PATIENTS = 3
+SCANS = sorted(s.scan for s in cohort(N_PATIENTS))
+PATIENT_OF = {s.scan: s.patient for s in cohort(N_PATIENTS)}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the scripts set their own path
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _check_split(split: dict, scans: list[str], patient_of: dict[str, str]) -> None:
+    parts = [split["train"], split["validation"], split["test"]]
+    assert sorted(s for part in parts for s in part) == sorted(scans)  # each scan in exactly one split
+    owner = {}
+    for name, part in zip(("train", "validation", "test"), parts):
+        for scan in part:
+            assert owner.setdefault(patient_of[scan], name) == name, f"patient of {scan} in two splits"
+    for fold in split["folds"]:
+        assert not set(fold["train"]) & set(fold["validation"])
+        assert sorted(fold["train"] + fold["validation"]) == sorted(split["train"] + split["validation"])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """A tiny datalist phantom dataset (5 scans of 3 patients), shared read-only."""
+    root = tmp_path_factory.mktemp("scripts") / "phantom"
+    synthesize_dataset(root, n_patients=N_PATIENTS, profile="tiny", layout="datalist")
+    return root
+
+
+def test_synthesize_and_plan_scripts(tmp_path):
+    data, plan_path = tmp_path / "data", tmp_path / "plans" / "tiny.json"
+    done = _run("scripts/synthesize.py", "--out", str(data), "--n_patients", str(N_PATIENTS), "--profile", "tiny")
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {len(SCANS)} scans" in done.stdout
+    manifest = json.loads((data / MANIFEST).read_text())
+    assert manifest["profile"] == "tiny" and manifest["layout"] == "datalist" and sorted(manifest["scans"]) == SCANS
+    assert len(list((data / "imagesTr").iterdir())) == len(SCANS)
+
+    again = _run("scripts/synthesize.py", "--out", str(data), "--n_patients", "1", "--profile", "tiny")
+    assert again.returncode != 0 and "FileExistsError" in again.stderr
+    assert json.loads((data / MANIFEST).read_text()) == manifest  # left untouched
+
+    done = _run(
+        "scripts/plan.py", "--root", str(data), "--layout", "datalist", "--name", "tiny", "--out", str(plan_path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"plan tiny: {len(SCANS)} scans, 0 excluded" in done.stdout
+    plan = json.loads(plan_path.read_text())
+    assert load_plan(plan_path) == plan
+    for key in ("name", "dataset", "decisions", "split", "fingerprint", *PLAN_KEYS):
+        assert key in plan
+    assert plan["name"] == "tiny" and plan["excluded"] == []
+    # tmp_path lies outside the working directory: the root is recorded as given
+    assert plan["dataset"] == {"root": str(data), "layout": "datalist"}
+    cases = plan["fingerprint"]["cases"]
+    assert sorted(c["scan"] for c in cases) == SCANS
+    for case in cases:
+        assert case["patient"] == PATIENT_OF[case["scan"]]
+        assert case["ablation"] == case["scan"].split("_")[1]
+        assert case["shape"] == [64, 64, 12] and case["spacing"] == [2.0, 2.0, 4.0]
+        assert case["la_voxels"] > 1000
+    _check_split(plan["split"], SCANS, PATIENT_OF)
+    assert plan["split"]["n_groups"] == N_PATIENTS
+    assert plan["decisions"]["target_spacing"]["value"][:2] == [2.0, 2.0]
+
+
+def test_plan_defaults_relative_root_and_plans_folder(dataset, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    shutil.copytree(dataset, work / "phantom")
+    monkeypatch.chdir(work)
+    plan = plan_dataset(work / "phantom", "datalist")
+    assert plan["name"] == "phantom"
+    assert plan["dataset"]["root"] == "phantom"  # inside the working directory: relative, portable
+    assert load_plan(work / "plans" / "phantom.json")["split"] == plan["split"]
+
+
+def test_plan_excludes_a_corrupt_scan(dataset, tmp_path):
+    root = tmp_path / "damaged"
+    shutil.copytree(dataset, root)
+    bad = root / "imagesTr" / "P002_pre.nii.gz"
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "plan.json"
+    plan = plan_dataset(root, "datalist", out=out)
+    assert out.is_file() and load_plan(out)["excluded"] == plan["excluded"]
+    assert len(plan["excluded"]) == 1
+    excluded = plan["excluded"][0]
+    assert excluded["scan"] == "P002_pre"
+    assert "P002_pre.nii.gz" in excluded["error"] and str(bad) in excluded["error"]
+    good = [s for s in SCANS if s != "P002_pre"]
+    assert sorted(c["scan"] for c in plan["fingerprint"]["cases"]) == good
+    _check_split(plan["split"], good, PATIENT_OF)
+
+
+def test_plan_is_deterministic(dataset, tmp_path):
+    first = plan_dataset(dataset, "datalist", out=tmp_path / "a.json")
+    second = plan_dataset(dataset, "datalist", out=tmp_path / "b.json")
+    assert first["split"] == second["split"]
+    assert first["decisions"] == second["decisions"]
+    assert first["fingerprint"] == second["fingerprint"]
+    other = plan_dataset(dataset, "datalist", out=tmp_path / "c.json", seed=1)
+    assert other["decisions"] == first["decisions"]  # the seed only shuffles the split
+    _check_split(other["split"], SCANS, PATIENT_OF)
