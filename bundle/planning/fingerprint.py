@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
-import SimpleITK as sitk
 
 from bundle.case import ABLATION_STATES, Case
 from bundle.errors import DatasetError
+from bundle.io import orientation_code
 from bundle.labels import SCAR
 from bundle.planning.rules import (
     FINGERPRINT_SEED,
@@ -78,11 +78,6 @@ def _sample(values: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     if values.size <= k:
         return values
     return values[np.sort(rng.choice(values.size, size=k, replace=False))]
-
-
-def orientation_code(direction: Sequence[float]) -> str:
-    """Three-letter orientation of a row-major direction matrix as ITK names it (identity: "LPS")."""
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines([float(d) for d in direction])
 
 
 def label_sha1(label: np.ndarray) -> str:
