@@ -1,0 +1,28 @@
+"""JAS-GAN networks (paper Sec. III, Fig. 2 and Fig. 11), all 2D.
+
+Paper symbol -> class:
+
+- Gl, the LA encoder-decoder (EDN): :class:`LAUNet`
+- Ga, the convLSTM adaptive attention connection (AC, Eq. 1): :class:`AdaptiveAttention` (with :class:`ConvLSTMCell`)
+- Gs, the scar residual network (RN): :class:`ScarResNet`
+- Gls = Gs o Ga o Gl, the cascade and its ablation connections (``CASCADE_OPS``): :class:`CascadeNet`
+- T, the joint discriminator conditioned on the image: :class:`JointDiscriminator`
+"""
+
+from __future__ import annotations
+
+from bundle.networks.attention import AdaptiveAttention, ConvLSTMCell
+from bundle.networks.cascade import CASCADE_OPS, CascadeNet
+from bundle.networks.discriminator import JointDiscriminator
+from bundle.networks.scar import ScarResNet
+from bundle.networks.unet import LAUNet
+
+__all__ = [
+    "CASCADE_OPS",
+    "AdaptiveAttention",
+    "CascadeNet",
+    "ConvLSTMCell",
+    "JointDiscriminator",
+    "LAUNet",
+    "ScarResNet",
+]
