@@ -1,0 +1,69 @@
+"""JAS-GAN objectives (Section III-C/D): segmentation loss Ls, discriminator loss Ld, adversarial loss Lg."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss
+from torch import nn
+
+
+class UncertaintyWeightedLoss(nn.Module):
+    """Ls of Eq. 5 with lambda1, lambda2 learned by homoscedastic uncertainty (Kendall et al., CVPR 2018).
+
+    ``Ls = exp(-s1) * CE(y_l, yhat_l) + s1 / 2 + exp(-s2) * Dice(y_s, yhat_s) + s2 / 2`` with learnable
+    log-variances ``s = log sigma^2``, so lambda_i = exp(-s_i). The log-variances are parameters of this
+    module: give them to the generator's optimiser and keep the module in the checkpoint.
+
+    ``pred`` holds [LA, scar] logits and ``target`` the matching binary maps, shape (B, 2, H, W).
+    ``learn_weights=False`` freezes lambda1 = lambda2 = 1 (a plain sum).
+    """
+
+    def __init__(self, learn_weights: bool = True, init_log_vars: Sequence[float] = (0.0, 0.0), smooth: float = 1e-5):
+        super().__init__()
+        self.log_vars = nn.Parameter(torch.tensor([float(v) for v in init_log_vars]), requires_grad=learn_weights)
+        # batch=True: one Dice over the whole mini-batch, so patches without scar do not give a
+        # degenerate per-sample loss (most axial patches of a pre-ablation scan hold no scar).
+        self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """(lambda1, lambda2) = exp(-log_vars)."""
+        return torch.exp(-self.log_vars.detach())
+
+    def parts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unweighted (cross-entropy on LA, Dice loss on scar)."""
+        ce = F.binary_cross_entropy_with_logits(pred[:, :1], target[:, :1])
+        dice = self.dice(pred[:, 1:2], target[:, 1:2])
+        return ce, dice
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce, dice = self.parts(pred, target)
+        s = self.log_vars
+        return torch.exp(-s[0]) * ce + 0.5 * s[0] + torch.exp(-s[1]) * dice + 0.5 * s[1]
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """-Ld of Eq. 3 per pixel: T labels every pixel of (ground truth, I) real and of (Gls(I), I) fake.
+
+    Maximising Eq. 3 is minimising this binary cross-entropy, averaged over pixels and samples
+    (the paper's ``1 - log sigma`` is read as the usual ``log(1 - sigma)``).
+    """
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real + fake
+
+
+def feature_matching_loss(real_features: Sequence[torch.Tensor], fake_features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Lg by feature matching (Salimans et al. 2016), the generator's adversarial term in Eq. 6.
+
+    Per discriminator layer, the squared distance between the mini-batch means of the features of
+    real and generated label maps (position by position: both are conditioned on the same images),
+    averaged over positions and layers.
+    """
+    if len(real_features) != len(fake_features) or not real_features:
+        raise ValueError("feature matching needs the same, non-zero number of real and fake feature maps")
+    losses = [F.mse_loss(f.mean(0), r.detach().mean(0)) for r, f in zip(real_features, fake_features)]
+    return torch.stack(losses).mean()
