@@ -1,0 +1,49 @@
+"""3D post-processing of the [LA, scar] prediction (the multi-task LA U-Net paper's, Sec. 2.3).
+
+The LA is the largest connected component of the (optionally closed) LA mask, and scar is kept only
+inside that LA, so a stray bright blob far from the atrium never counts as LA or scar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.transforms import KeepLargestConnectedComponent, MapTransform
+from scipy import ndimage
+
+
+def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
+    """Binary (2, ...) [LA, scar] -> the same with LA = largest component (after an in-plane closing of
+    ``closing_radius`` voxels when > 0) and scar = scar AND LA. Works for 2D and 3D spatial shapes."""
+    if pred.shape[0] != 2:
+        raise ValueError(f"expected two channels [LA, scar], got shape {tuple(pred.shape)}")
+    la = pred[:1] > 0.5
+    if closing_radius > 0:
+        mask = la[0].cpu().numpy()
+        structure = np.zeros((1,) * (mask.ndim - 2) + (2 * closing_radius + 1,) * 2, dtype=bool)
+        yy, xx = np.mgrid[-closing_radius : closing_radius + 1, -closing_radius : closing_radius + 1]
+        structure[...] = (yy**2 + xx**2) <= closing_radius**2
+        closed = ndimage.binary_closing(np.pad(mask, closing_radius), structure=structure)
+        closed = closed[tuple(slice(closing_radius, -closing_radius) for _ in mask.shape)]
+        la = torch.as_tensor(closed, device=pred.device)[None]
+    la = KeepLargestConnectedComponent(applied_labels=[1], is_onehot=False)(la.to(torch.uint8)) > 0
+    la = torch.as_tensor(la, device=pred.device)
+    scar = (pred[1:] > 0.5) & la
+    return torch.cat([la, scar]).to(pred.dtype)
+
+
+class PostProcessd(MapTransform):
+    """Dictionary version of :func:`postprocess` (for evaluators' and inference post-processing)."""
+
+    def __init__(self, keys: KeysCollection = "pred", closing_radius: int = 0, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.closing_radius = closing_radius
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = postprocess(torch.as_tensor(d[key]), self.closing_radius)
+        return d

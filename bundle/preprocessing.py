@@ -1,0 +1,150 @@
+"""Apply a plan to scans once: in-plane resampling and normalisation, cached on disk per plan.
+
+Training reads every volume many times; decoding ``.nii.gz``, resampling and z-scoring happen here
+once and the result is kept as ``.npz`` under ``<cache_dir>/<plan name>/``. Each file's name
+carries a key made of the plan's preprocessing decisions and the source files' size and mtime, so
+editing the plan or replacing a scan makes a new entry instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from bundle.atomic import atomic_path
+from bundle.case import Case
+from bundle.errors import DatasetError
+from bundle.layouts import LABEL_KEYS, load_case, read_dataset
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+"""Bump when the preprocessing code changes what it writes."""
+
+SPLITS = ("train", "validation", "test")
+
+
+def preprocessing_decisions(plan: dict) -> dict:
+    """The plan's decisions that change preprocessed arrays (the cache key's plan part)."""
+    decisions = plan["decisions"]
+    norm = decisions["normalization"]["value"]
+    return {
+        "version": CACHE_VERSION,
+        "target_spacing": decisions["target_spacing"]["value"],
+        "normalization": {k: norm.get(k) for k in ("scheme", "epsilon", "clip", "clip_bounds_zscore")},
+        "resampling": decisions["resampling"]["value"],
+    }
+
+
+def cache_key(plan: dict, record: dict) -> str:
+    """12 hex digits naming ``record``'s preprocessed file under ``plan``."""
+    files = {}
+    for key in ("image", *LABEL_KEYS):
+        if record.get(key):
+            stat = Path(record[key]).stat()
+            files[key] = [str(Path(record[key]).resolve()), stat.st_size, stat.st_mtime_ns]
+    text = json.dumps({"plan": preprocessing_decisions(plan), "files": files}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def _resample(array: np.ndarray, spacing: Sequence[float], target_xy: Sequence[float], interpolator: int) -> np.ndarray:
+    """Resample a (z, y, x) array in-plane to ``target_xy`` mm; z is untouched (2D axial networks)."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    size = image.GetSize()
+    new_spacing = (float(target_xy[0]), float(target_xy[1]), float(spacing[2]))
+    new_size = [max(1, round(size[i] * spacing[i] / new_spacing[i])) for i in range(2)] + [size[2]]
+    out = sitk.Resample(image, new_size, sitk.Transform(), interpolator, image.GetOrigin(), new_spacing,
+                        image.GetDirection(), 0.0, image.GetPixelID())
+    return sitk.GetArrayFromImage(out)
+
+
+def normalize(image: np.ndarray, normalization: dict) -> np.ndarray:
+    """Apply the plan's intensity normalisation (``zscore_per_volume``: the whole 3D volume, as JAS-GAN)."""
+    scheme = normalization.get("scheme")
+    if scheme != "zscore_per_volume":
+        raise ValueError(f"unknown normalization scheme {scheme!r} in the plan (known: 'zscore_per_volume')")
+    image = image.astype(np.float64)
+    out = (image - image.mean()) / (image.std() + float(normalization.get("epsilon", 1e-8)))
+    if normalization.get("clip"):
+        low, high = normalization["clip_bounds_zscore"]
+        out = np.clip(out, low, high)
+    return out.astype(np.float32)
+
+
+def preprocess_case(case: Case, plan: dict) -> dict:
+    """Resample ``case`` in-plane to the plan's spacing and normalise it; returns arrays and metadata."""
+    decisions = plan["decisions"]
+    target = decisions["target_spacing"]["value"]
+    image, label, spacing = case.image, case.label, tuple(case.spacing)
+    if not np.allclose(spacing[:2], target, rtol=1e-4, atol=1e-6):
+        image = _resample(image.astype(np.float32), spacing, target, sitk.sitkLinear)
+        label = _resample(label.astype(np.uint8), spacing, target, sitk.sitkNearestNeighbor)
+        spacing = (float(target[0]), float(target[1]), float(spacing[2]))
+    return {
+        "image": normalize(image, decisions["normalization"]["value"]),
+        "label": label.astype(np.uint8),
+        "spacing": np.asarray(spacing, dtype=np.float64),
+    }
+
+
+def _load_npz(path: Path) -> dict:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def preprocessed(record: dict, plan: dict, cache_dir: str | Path | None) -> dict:
+    """``record`` preprocessed under ``plan``: read from the cache when present, else computed (and cached).
+
+    Returns ``image`` (float32, (z, y, x)), ``label`` (uint8, 0/1/2), ``spacing`` (x, y, z mm) and
+    the record's ``scan``, ``patient`` and ``ablation``.
+    """
+    meta = {k: record.get(k, "") for k in ("scan", "patient", "ablation")}
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / plan["name"] / f"{record['scan']}-{cache_key(plan, record)}.npz"
+        if path.is_file():
+            try:
+                return {**_load_npz(path), **meta}
+            except (OSError, ValueError, KeyError) as err:  # a damaged cache entry is rebuilt, not fatal
+                logger.warning("rebuilding damaged cache entry %s (%s)", path, err)
+    arrays = preprocess_case(load_case(record), plan)
+    if path is not None:
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+    return {**arrays, **meta}
+
+
+def split_records(plan: dict, split: str, dataset_dir: str | Path, layout: str, csv: str | None = None) -> list[dict]:
+    """The dataset's records of ``split`` (``train``, ``validation``, ``test``) of the plan, in plan order.
+
+    Raises:
+        DatasetError: a scan named by the plan is not in the dataset.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    by_scan = {r["scan"]: r for r in read_dataset(dataset_dir, layout, csv=csv)}
+    names = plan["split"][split]
+    missing = [s for s in names if s not in by_scan]
+    if missing:
+        raise DatasetError(dataset_dir, f"scans of the plan's {split} split are missing: {missing[:5]}")
+    return [by_scan[s] for s in names]
+
+
+def load_split(
+    plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path | None = None,
+    csv: str | None = None,
+) -> list[dict]:
+    """Preprocess (or read from the cache) every scan of a split of the plan."""
+    records = split_records(plan, split, dataset_dir, layout, csv)
+    cases = []
+    for i, record in enumerate(records, 1):
+        cases.append(preprocessed(record, plan, cache_dir))
+        logger.info("preprocessed %s scan %d/%d: %s", split, i, len(records), record["scan"])
+    return cases
