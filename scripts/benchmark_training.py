@@ -20,7 +20,7 @@ from bundle.training_benchmark import time_iterations
 PRESETS = {
     "paper": {"patch": (256, 256), "batch_size": 8, "gl_widths": (32, 64, 128, 256, 512), "gs_width": 32,
               "lstm_channels": 32},
-    "cpu": {"patch": (128, 128), "batch_size": 8, "gl_widths": (16, 32, 64, 128, 128), "gs_width": 16,
+    "cpu": {"patch": (128, 128), "batch_size": 4, "gl_widths": (16, 32, 64, 128, 128), "gs_width": 16,
             "lstm_channels": 16},
 }
 

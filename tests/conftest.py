@@ -21,3 +21,15 @@ def carma_dir() -> Path:
     if not (path / "autoscar-data.nrrd").is_file():
         pytest.skip(f"CARMA fixtures not found in {path} (set CARMA_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
+    """A 3-patient phantom dataset of the tiny profile (64 x 64 x 12) and its cpu-profile plan."""
+    from bundle.phantom.dataset import synthesize_dataset
+    from bundle.planning.run import plan_dataset
+
+    root = tmp_path_factory.mktemp("tiny") / "phantom"
+    synthesize_dataset(root, n_patients=3, profile="tiny", layout="datalist", seed=0)
+    plan = plan_dataset(root, "datalist", name="tiny", out=root.parent / "tiny.json", profile="cpu")
+    return root, plan

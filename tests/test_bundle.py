@@ -30,27 +30,80 @@ def test_metadata_follows_the_model_zoo_schema():
     jsonschema.validate(json.loads((REPO / "metadata.json").read_text()), json.loads(SCHEMA.read_text()))
 
 
-def test_training_run_prepares_data_and_plan(tmp_path):
-    """`python -m monai.bundle run training` with small overrides synthesizes, plans, logs no ERROR."""
-    data, plan_file = tmp_path / "phantom", tmp_path / "plans" / "tiny.json"
-    cmd = [
-        sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", "configs/train.yaml",
-        "--dataset_dir", str(data), "--plan_file", str(plan_file),
-        "--phantom#n_patients", "3", "--phantom#profile", "tiny",
+def _bundle_cmd(tmp_path: Path, *overrides: str, config: str = "configs/train.yaml") -> list[str]:
+    return [
+        sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config,
+        "--dataset_dir", str(tmp_path / "phantom"), "--plan_file", str(tmp_path / "plans" / "tiny.json"),
+        "--phantom#n_patients", "3", "--phantom#profile", "tiny", "--cache_dir", str(tmp_path / "cache"),
+        "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "runs"),
+        "--max_epochs", "1", "--val_interval", "1", *overrides,
     ]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_training_run_end_to_end(tmp_path):
+    """`monai.bundle run training` on the tiny profile: data, plan, training, validation, export, resume."""
+    import torch
+
+    data, models = tmp_path / "phantom", tmp_path / "models"
+    run = _run(_bundle_cmd(tmp_path))
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert " - ERROR - " not in log, log[-3000:]
     assert (data / "phantom.json").is_file() and (data / "dataset.json").is_file()
-    plan = load_plan(plan_file)
+    plan = load_plan(tmp_path / "plans" / "tiny.json")
     manifest = json.loads((data / "phantom.json").read_text())
     assert sorted(c["scan"] for c in plan["fingerprint"]["cases"]) == sorted(manifest["scans"])
-    # a second run reuses data and plan, and refuses a plan that describes other scans
-    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert "val_dice_la" in log and "val_dice_scar" in log and "training workflow wall time" in log
+    assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
+    scripted = torch.jit.load(str(models / "model.ts"))
+    size = plan["decisions"]["patch_size"]["value"]
+    assert scripted(torch.randn(1, 1, *size)).shape == (1, 2, *size)
+    state = torch.load(models / "checkpoint_final.pt", weights_only=True)
+    assert {"network", "discriminator", "optimizer", "d_optimizer", "loss", "lr_scheduler", "trainer"} <= set(state)
+    assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] and "log_vars" in state["loss"]
+
+    # resume: the second run starts at epoch 1 of 2 with the saved weights, data and plan reused
+    resumed = _run(_bundle_cmd(tmp_path, "--resume_from", str(models / "checkpoint_final.pt"), "--max_epochs", "2"))
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-3000:]
+    assert "resuming from iteration" in log and "epoch 1 until 2 epochs" in log, log[-3000:]
+    trainer_state = torch.load(models / "checkpoint_final.pt", weights_only=True)["trainer"]
+    assert trainer_state["iteration"] == 2 * trainer_state["epoch_length"]
+
+    # a plan that describes other scans is refused with a clear message
     (data / "dataset.json").write_text((data / "dataset.json").read_text().replace('"P001_', '"X001_'))
-    bad = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    bad = _run(_bundle_cmd(tmp_path))
     assert bad.returncode != 0
     assert "plan does not match the scans" in bad.stderr + bad.stdout
+
+
+def test_train_config_has_the_model_zoo_train_properties(tiny_dataset, tmp_path):
+    from monai.bundle import ConfigWorkflow
+
+    root, _ = tiny_dataset
+    workflow = ConfigWorkflow(
+        config_file=str(REPO / "configs" / "train.yaml"), workflow_type="train", dataset_dir=str(root),
+        plan_file=str(root.parent / "tiny.json"), cache_dir=str(tmp_path / "cache"), ckpt_dir=str(tmp_path / "m"),
+        output_dir=str(tmp_path / "runs"), phantom={"n_patients": 3, "profile": "tiny", "seed": 0},
+    )
+    workflow.initialize()
+    assert not workflow.check_properties()
+    assert workflow.max_epochs == workflow.parser.get_parsed_content("max_epochs")
+    assert workflow.train_inferer is not None and len(workflow.train_dataset) > 0
+
+
+@pytest.mark.parametrize("overlay", sorted((REPO / "configs" / "ablation").glob("*.yaml")), ids=lambda p: p.stem)
+def test_ablation_overlays_choose_a_cascade_and_their_own_folders(overlay):
+    from monai.bundle import ConfigParser
+
+    from bundle.networks import CASCADE_OPS
+
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "configs" / "train.yaml"), str(overlay)])
+    assert parser["cascade"] in CASCADE_OPS and isinstance(parser["use_discriminator"], bool)
+    assert parser.get_parsed_content("ckpt_dir").endswith(f"models/ablation/{overlay.stem}")

@@ -193,7 +193,9 @@ def test_decisions_fine_spacing_paper_profile():
     assert d["patch_size"]["inputs"]["la_extent_in_plane_percentile_mm"] == pytest.approx(98.0)
     assert patch == [256, 256]
     assert d["batch_size"]["value"] == 8
-    assert d["network"]["value"] == {"gl_widths": [32, 64, 128, 256, 512], "gl_poolings": 4, "gs_width": 32}
+    assert d["network"]["value"] == {
+        "gl_widths": [32, 64, 128, 256, 512], "gl_poolings": 4, "gs_width": 32, "lstm_channels": 32,
+    }
     assert "PATCH_MARGIN_MM" in d["patch_size"]["rule"] and "TARGET_SPACING" in d["target_spacing"]["rule"]
     norm = d["normalization"]["value"]
     assert norm["scheme"] == "zscore_per_volume" and norm["clip"] is False
@@ -217,15 +219,27 @@ def test_decisions_coarser_spacing_and_median_rule():
     assert d["batch_size"]["value"] == 9
 
 
-def test_decisions_cpu_profile_coarsens_spacing():
+def test_decisions_cpu_profile_keeps_spacing_and_caps_patch():
     cases = [square_la_case(f"s{i}", e, 0.625, 576) for i, e in enumerate((60, 80, 100))]
     d = plan_for(cases, profile="cpu")["decisions"]
+    assert d["target_spacing"]["value"] == [0.625, 0.625]
+    assert d["target_spacing"]["inputs"]["coarsened"] is False
+    assert d["patch_size"]["value"] == [128, 128]
+    assert "caps the patch at 128 px" in d["patch_size"]["reason"]
+    assert d["batch_size"]["value"] == 4
+    assert d["network"]["value"] == {
+        "gl_widths": [16, 32, 64, 128, 128], "gl_poolings": 4, "gs_width": 16, "lstm_channels": 16,
+    }
+
+
+def test_decisions_profile_that_coarsens_spacing(monkeypatch):
+    monkeypatch.setitem(R.PROFILES, "coarse", {**R.PROFILES["cpu"], "coarsen_spacing": True})
+    cases = [square_la_case(f"s{i}", e, 0.625, 576) for i, e in enumerate((60, 80, 100))]
+    d = plan_for(cases, profile="coarse")["decisions"]
     patch, spacing = _check_patch(d)
     assert patch == [128, 128]
     assert spacing[0] == pytest.approx(158.0 / 128, abs=1e-6) and spacing[0] > 0.625
     assert d["target_spacing"]["inputs"]["coarsened"] is True
-    assert d["batch_size"]["value"] == 8
-    assert d["network"]["value"] == {"gl_widths": [16, 32, 64, 128, 128], "gl_poolings": 4, "gs_width": 16}
 
 
 def test_decisions_small_images_min_patch_and_fov_cap():

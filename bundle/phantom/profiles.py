@@ -27,6 +27,8 @@ PROFILES: dict[str, Profile] = {
     "miccai2018": Profile("miccai2018", (0.625, 0.625, 2.5), (576, 640), (44, 44), (4, 2, 2)),
     # In-house Siemens cohort of the JAS-GAN paper: 0.7 x 0.7 x 2.0 mm, FOV 380 mm, 60-68 slices.
     "siemens": Profile("siemens", (0.7, 0.7, 2.0), (528, 544, 560), (60, 68), (3, 2, 2)),
+    # The laptop default: MICCAI 2018 resolution, a 192 x 192 x 36 crop around the LA (120 x 120 x 90 mm).
+    "laptop": Profile("laptop", (0.625, 0.625, 2.5), (192,), (36, 36), (4, 2, 2), centre_on="la"),
     # Tests: a 64 x 64 x 12 crop around the LA, a few seconds for a whole dataset.
     "tiny": Profile("tiny", (2.0, 2.0, 4.0), (64,), (12, 12), (3, 3, 3), centre_on="la"),
 }

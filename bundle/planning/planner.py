@@ -70,7 +70,7 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
     field = [min(needed_mm, f) if R.PATCH_CAP_TO_IMAGE else needed_mm for f in fov_xy]
     target, coarsened = [], False
     for med, f in zip(median_xy, field):
-        if f / med > max_patch + _TOL:
+        if prof.get("coarsen_spacing", True) and f / med > max_patch + _TOL:
             target.append(_ceil_decimals(f / max_patch, R.SPACING_DECIMALS))
             coarsened = True
         else:
@@ -79,12 +79,13 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
     side = [min(max(_round_up(p, R.NETWORK_DOWNSAMPLING), R.MIN_PATCH), max_patch) for p in pixels]
     patch = [side[1], side[0]]  # [H, W] = [y, x]
     capped = any(f < needed_mm for f in field)
+    cropped = any(p > max_patch for p in pixels)
 
     spacing_rule = (
         f"TARGET_SPACING_PERCENTILE={R.TARGET_SPACING_PERCENTILE:g}: (x, y) = percentile of the scans' spacings; "
         f"RESAMPLE_Z={R.RESAMPLE_Z}: z kept per scan; then max(that, min(needed_mm, median FOV) / max_patch) "
         f"with needed_mm = p{R.PATCH_EXTENT_PERCENTILE:g}(LA in-plane extent) + 2 * PATCH_MARGIN_MM, "
-        f"max_patch = {max_patch} (profile {profile!r})"
+        f"max_patch = {max_patch} (profile {profile!r}; only if the profile coarsens)"
     )
     if coarsened:
         spacing_reason = (
@@ -114,7 +115,13 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
         f"of context per side it needs {needed_mm:.1f} mm = {pixels} px (x, y) at {target} mm, rounded up to "
         f"a multiple of {R.NETWORK_DOWNSAMPLING} so every pooling divides evenly."
     )
-    if capped:
+    if cropped:
+        patch_reason += (
+            f" Profile {profile!r} keeps the native spacing and caps the patch at {max_patch} px: training "
+            "patches are centred on LA or scar pixels and inference slides a window over whole slices, so "
+            "the largest LA need not fit in one patch."
+        )
+    if capped and not cropped:
         patch_reason += f" The images are narrower ({fov_xy} mm), so the patch covers the whole field of view."
     decisions["patch_size"] = _decision(
         patch,
@@ -154,10 +161,12 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
     base, cap = int(prof["base_width"]), int(prof["max_width"])
     widths = [min(base * 2**i, cap) for i in range(poolings + 1)]
     decisions["network"] = _decision(
-        {"gl_widths": widths, "gl_poolings": poolings, "gs_width": int(prof["gs_width"])},
+        {"gl_widths": widths, "gl_poolings": poolings, "gs_width": int(prof["gs_width"]),
+         "lstm_channels": int(prof["lstm_channels"])},
         f"Gl: poolings = as many as MAX_POOLINGS={R.MAX_POOLINGS} allow while the smallest feature map stays >= "
         f"MIN_FEATURE_MAP={R.MIN_FEATURE_MAP} px; widths = min(base_width * 2**level, max_width) with "
-        f"base_width={base}, max_width={cap}; Gs width = {int(prof['gs_width'])} (profile {profile!r})",
+        f"base_width={base}, max_width={cap}; Gs width = {int(prof['gs_width'])}, Ga ConvLSTM kernels = "
+        f"{int(prof['lstm_channels'])} (profile {profile!r})",
         f"A {patch[0]}x{patch[1]} patch pools {poolings} times down to {size} px; "
         + (
             "the paper's widths."

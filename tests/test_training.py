@@ -1,0 +1,263 @@
+"""Losses, the JAS-GAN trainer, preprocessing cache, training items, post-processing and export."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bundle.datasets import LabelToTargetsd, label_to_targets, training_slices, validation_volumes
+from bundle.losses import UncertaintyWeightedLoss, discriminator_loss, feature_matching_loss
+from bundle.networks import CascadeNet, JointDiscriminator
+from bundle.postprocess import postprocess
+from bundle.preprocessing import cache_key, load_split, normalize, preprocess_case, preprocessed
+from bundle.trainer import JasGanTrainer, logged_values
+from bundle.workflow import export_torchscript, load_weights
+
+WIDTHS = (4, 8, 16)
+
+
+def _net(cascade: str = "adaptive") -> CascadeNet:
+    return CascadeNet(1, WIDTHS, gs_width=4, cascade=cascade, lstm_channels=4)
+
+
+def _batch(n: int = 4, size: int = 32) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randn(n, 1, size, size, generator=gen)
+    label = torch.zeros(n, 2, size, size)
+    label[:, 0, 8:24, 8:24] = 1
+    label[:, 1, 8:10, 8:24] = 1
+    image = image + 2 * label[:, :1] + 2 * label[:, 1:]
+    return {"image": image, "label": label}
+
+
+# ------------------------------------------------------------------------------------ losses
+
+
+def test_uncertainty_loss_is_kendall_weighting():
+    loss = UncertaintyWeightedLoss(init_log_vars=(0.5, -0.25))
+    batch = _batch()
+    pred = torch.randn(4, 2, 32, 32)
+    ce, dice = loss.parts(pred, batch["label"])
+    expected = math.exp(-0.5) * ce + 0.25 + math.exp(0.25) * dice - 0.125
+    assert torch.allclose(loss(pred, batch["label"]), expected, atol=1e-6)
+    assert torch.allclose(loss.weights, torch.tensor([math.exp(-0.5), math.exp(0.25)]))
+    assert "log_vars" in loss.state_dict()
+
+
+def test_uncertainty_loss_frozen_weights_is_plain_sum():
+    loss = UncertaintyWeightedLoss(learn_weights=False)
+    assert not loss.log_vars.requires_grad
+    pred, target = torch.randn(2, 2, 16, 16), _batch(2, 16)["label"]
+    ce, dice = loss.parts(pred, target)
+    assert torch.allclose(loss(pred, target), ce + dice)
+
+
+def test_discriminator_loss_rewards_separation():
+    good = discriminator_loss(torch.full((2, 1, 8, 8), 5.0), torch.full((2, 1, 8, 8), -5.0))
+    bad = discriminator_loss(torch.full((2, 1, 8, 8), -5.0), torch.full((2, 1, 8, 8), 5.0))
+    assert good < 0.02
+    assert bad > 10
+
+
+def test_feature_matching_zero_only_for_equal_batch_means():
+    feats = [torch.randn(4, 3, 8, 8), torch.randn(4, 5, 4, 4)]
+    assert feature_matching_loss(feats, [f.flip(0) for f in feats]).item() == pytest.approx(0.0, abs=1e-6)
+    assert feature_matching_loss(feats, [f + 1 for f in feats]).item() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError):
+        feature_matching_loss(feats, feats[:1])
+
+
+# ------------------------------------------------------------------------------------ trainer
+
+
+def _trainer(with_discriminator: bool = True, batch: dict | None = None):
+    torch.manual_seed(0)
+    net, loss = _net(), UncertaintyWeightedLoss()
+    disc = JointDiscriminator(3, channels=(4, 8, 8, 16)) if with_discriminator else None
+    opt = torch.optim.Adam(list(net.parameters()) + list(loss.parameters()), lr=1e-2)
+    d_opt = torch.optim.Adam(disc.parameters(), lr=1e-3) if disc is not None else None
+    trainer = JasGanTrainer("cpu", 1, [batch or _batch()], net, opt, loss, disc, d_opt)
+    trainer.state.device = torch.device("cpu")
+    return trainer, net, disc, loss
+
+
+def test_one_iteration_updates_generator_discriminator_and_loss_weights():
+    trainer, net, disc, loss = _trainer()
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (net, disc, loss)]
+    out = trainer._iteration(trainer, _batch())
+    for module, old in zip((net, disc, loss), before):
+        changed = [k for k, v in module.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, old[k])]
+        assert changed, f"{type(module).__name__} did not change"
+    values = logged_values(out)
+    assert set(values) >= {"loss", "seg_loss", "adv_loss", "d_loss", "lambda1", "lambda2"}
+    assert values["adv_loss"] > 0 and values["d_loss"] > 0
+    assert out["pred"].shape == (4, 2, 32, 32)
+
+
+def test_iterations_lower_the_loss_on_a_fixed_batch():
+    batch = _batch()
+    trainer, *_ = _trainer(batch=batch)
+    losses = [trainer._iteration(trainer, batch)["seg_loss"] for _ in range(12)]
+    assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3])
+
+
+def test_trainer_without_discriminator_has_no_adversarial_term():
+    trainer, net, disc, _ = _trainer(with_discriminator=False)
+    out = trainer._iteration(trainer, _batch())
+    assert disc is None and out["adv_loss"] == 0.0 and out["d_loss"] == 0.0
+    with pytest.raises(ValueError, match="both discriminator and d_optimizer"):
+        JasGanTrainer("cpu", 1, [_batch()], net, torch.optim.Adam(net.parameters()), UncertaintyWeightedLoss(),
+                      JointDiscriminator(3), None)
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def _case(scan: str = "A", shape=(6, 40, 48), spacing=(1.0, 1.0, 2.0)) -> dict:
+    rng = np.random.default_rng(0)
+    label = np.zeros(shape, np.uint8)
+    label[1:4, 10:30, 12:36] = 1
+    label[2, 10:12, 12:36] = 2
+    image = rng.normal(100, 10, shape).astype(np.float32) + 50 * (label > 0)
+    return {"image": image, "label": label, "spacing": np.asarray(spacing), "scan": scan, "patient": scan,
+            "ablation": "post"}
+
+
+def test_training_slices_crop_around_the_la():
+    items = training_slices([_case()], patch_size=(16, 16))
+    assert [i["slice"] for i in items] == list(range(6))
+    assert [i["slice"] for i in training_slices([_case()], (16, 16), slice_margin=0)] == [1, 2, 3]
+    assert [i["slice"] for i in training_slices([_case()], (16, 16), slice_margin=1)] == [0, 1, 2, 3, 4]
+    item = items[2]
+    # LA rows 10..29 widened by 8 each side -> 2..37, columns 12..35 -> 4..43 (clipped to the image)
+    assert item["image"].shape == (1, 36, 40) and item["label"].shape == (1, 36, 40)
+    assert item["label"].max() == 2
+
+
+def test_validation_volumes_are_channel_first():
+    (item,) = validation_volumes([_case()])
+    assert item["image"].shape == (1, 6, 40, 48) and item["label"].shape == (1, 6, 40, 48)
+
+
+def test_label_to_targets_channels():
+    label = np.array([[[0, 1, 2]]], np.uint8)
+    out = label_to_targets(label)
+    assert out.shape == (2, 1, 3) and out[0].tolist() == [[0, 1, 1]] and out[1].tolist() == [[0, 0, 1]]
+    assert torch.equal(LabelToTargetsd("label")({"label": torch.as_tensor(label)})["label"], torch.as_tensor(out))
+    with pytest.raises(ValueError):
+        label_to_targets(np.zeros((2, 3, 3)))
+
+
+def test_normalize_zscore_and_unknown_scheme():
+    image = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    out = normalize(image, {"scheme": "zscore_per_volume", "epsilon": 1e-8})
+    assert abs(out.mean()) < 1e-6 and abs(out.std() - 1) < 1e-5
+    clipped = normalize(image, {"scheme": "zscore_per_volume", "clip": True, "clip_bounds_zscore": [-1, 1]})
+    assert clipped.min() == -1 and clipped.max() == 1
+    with pytest.raises(ValueError, match="unknown normalization"):
+        normalize(image, {"scheme": "minmax"})
+
+
+def _plan(spacing=(2.0, 2.0)) -> dict:
+    return {
+        "name": "t",
+        "decisions": {
+            "target_spacing": {"value": list(spacing)},
+            "normalization": {"value": {"scheme": "zscore_per_volume", "epsilon": 1e-8, "clip": False}},
+            "resampling": {"value": {"image": "linear", "label": "nearest", "z": "none"}},
+        },
+        "split": {"train": [], "validation": [], "test": []},
+    }
+
+
+def test_preprocess_resamples_in_plane_only():
+    from bundle.case import Case
+
+    c = _case()
+    case = Case(image=c["image"], label=c["label"], spacing=(1.0, 1.0, 2.0))
+    out = preprocess_case(case, _plan((2.0, 2.0)))
+    assert out["image"].shape == (6, 20, 24) and out["label"].shape == (6, 20, 24)
+    assert out["spacing"].tolist() == [2.0, 2.0, 2.0]
+    assert set(np.unique(out["label"])) == {0, 1, 2}
+    same = preprocess_case(case, _plan((1.0, 1.0)))
+    assert same["image"].shape == (6, 40, 48) and np.array_equal(same["label"], c["label"])
+
+
+def test_cache_is_reused_and_keyed_by_plan(tiny_dataset, tmp_path):
+    root, plan = tiny_dataset
+    cache = tmp_path / "cache"
+    first = load_split(plan, "train", root, "datalist", cache)
+    files = sorted((cache / plan["name"]).glob("*.npz"))
+    assert len(files) == len(plan["split"]["train"]) == len(first)
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = load_split(plan, "train", root, "datalist", cache)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+    assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, again))
+    edited = json.loads(json.dumps(plan))
+    edited["decisions"]["normalization"]["value"]["clip"] = True
+    from bundle.layouts import read_dataset
+
+    record = read_dataset(root, "datalist")[0]
+    assert cache_key(plan, record) != cache_key(edited, record)
+    preprocessed(record, edited, cache)
+    assert len(list((cache / plan["name"]).glob("*.npz"))) == len(files) + 1
+
+
+def test_missing_split_scan_is_a_clear_error(tiny_dataset):
+    from bundle.errors import DatasetError
+
+    root, plan = tiny_dataset
+    broken = {**plan, "split": {**plan["split"], "validation": ["nope"]}}
+    with pytest.raises(DatasetError, match="missing"):
+        load_split(broken, "validation", root, "datalist")
+
+
+# ------------------------------------------------------------------------------------ post-processing
+
+
+def test_postprocess_keeps_largest_la_and_scar_inside():
+    pred = torch.zeros(2, 4, 20, 20)
+    pred[0, :, 2:10, 2:10] = 1  # LA
+    pred[0, 1, 15:17, 15:17] = 1  # a stray blob
+    pred[1, 1, 2:4, 2:10] = 1  # scar on the LA
+    pred[1, 1, 15:17, 15:17] = 1  # scar on the blob
+    out = postprocess(pred)
+    assert out[0, 1, 15:17, 15:17].sum() == 0 and out[1, 1, 15:17, 15:17].sum() == 0
+    assert out[0].sum() == 4 * 64 and out[1].sum() == 16
+    with pytest.raises(ValueError):
+        postprocess(torch.zeros(3, 4, 4))
+
+
+def test_postprocess_closing_fills_a_hole():
+    pred = torch.zeros(2, 1, 20, 20)
+    pred[0, 0, 4:16, 4:16] = 1
+    pred[0, 0, 9, 9] = 0
+    assert postprocess(pred, closing_radius=1)[0, 0, 9, 9] == 1
+    assert postprocess(pred)[0, 0, 9, 9] == 0
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def test_torchscript_export_matches_checkpoint(tmp_path):
+    net = _net().eval()
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    out = export_torchscript(_net(), tmp_path / "model.pt", tmp_path / "model.ts", (32, 40))
+    scripted = torch.jit.load(str(out))
+    x = torch.randn(3, 1, 37, 44)
+    with torch.no_grad():
+        assert torch.allclose(scripted(x), net(x), atol=1e-5)
+
+
+def test_load_weights_names_the_file_on_mismatch(tmp_path):
+    from bundle.errors import DatasetError
+
+    torch.save(_net().state_dict(), tmp_path / "model.pt")
+    with pytest.raises(DatasetError, match="model.pt"):
+        load_weights(CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4), tmp_path / "model.pt")
+    with pytest.raises(DatasetError, match="not found"):
+        load_weights(_net(), tmp_path / "absent.pt")
