@@ -1,0 +1,83 @@
+"""Segmentation metrics on hand-made masks with known answers (incl. anisotropic spacing, empty masks)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bundle.metrics import METRICS, confusion, normalized_mutual_information, segmentation_metrics
+
+
+def _box(shape=(6, 12, 12), z=slice(1, 5), y=slice(2, 10), x=slice(2, 10)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[z, y, x] = True
+    return mask
+
+
+def test_identical_masks_are_perfect():
+    m = segmentation_metrics(_box(), _box(), (0.625, 0.625, 2.5))
+    assert list(m) == list(METRICS)
+    assert m == {"dsc": 1.0, "jaccard": 1.0, "asd_mm": 0.0, "hd95_mm": 0.0, "nmi": pytest.approx(1.0),
+                 "osr": 0.0, "usr": 0.0}
+
+
+def test_overlap_counts_give_dice_jaccard_osr_usr():
+    truth = _box(x=slice(2, 6))  # 4 x 8 x 4 = 128 voxels
+    pred = _box(x=slice(2, 10))  # 256 voxels, holding the truth
+    assert confusion(pred, truth)[:3] == (128, 128, 0)
+    m = segmentation_metrics(pred, truth, (1, 1, 1))
+    assert m["dsc"] == pytest.approx(2 * 128 / 384)
+    assert m["jaccard"] == pytest.approx(0.5)
+    assert m["osr"] == pytest.approx(1.0) and m["usr"] == 0.0
+    under = segmentation_metrics(truth, pred, (1, 1, 1))  # prediction misses half
+    assert under["usr"] == pytest.approx(0.5) and under["osr"] == 0.0
+
+
+@pytest.mark.parametrize(("offset", "expected_mm"), [((2, 0, 0), 6.0), ((0, 0, 2), 1.0), ((0, 3, 0), 1.5)])
+def test_surface_distances_use_the_spacing_of_each_axis(offset, expected_mm):
+    # (x, y, z) spacing 0.5 x 0.5 x 3 mm; arrays are (z, y, x): two single voxels `offset` apart
+    pred, truth = np.zeros((5, 6, 6), bool), np.zeros((5, 6, 6), bool)
+    pred[0, 0, 0] = True
+    truth[offset] = True
+    m = segmentation_metrics(pred, truth, (0.5, 0.5, 3.0))
+    assert m["asd_mm"] == pytest.approx(expected_mm)
+    assert m["hd95_mm"] == pytest.approx(expected_mm)
+    assert m["dsc"] == 0.0 and m["osr"] == 1.0 and m["usr"] == 1.0
+
+
+def test_asd_is_symmetric_mean_of_both_directions():
+    # 2D: truth a 1-pixel line x = 0..4 at y = 0; prediction the same line plus one pixel 4 mm away
+    truth, pred = np.zeros((6, 6), bool), np.zeros((6, 6), bool)
+    truth[0, 0:5] = True
+    pred[0, 0:5] = True
+    pred[4, 0] = True
+    m = segmentation_metrics(pred, truth, (1.0, 1.0))
+    # pred -> truth: five 0s and one 4 (6 surface points); truth -> pred: five 0s
+    assert m["asd_mm"] == pytest.approx(4 / 11)
+
+
+def test_empty_masks():
+    empty, box = np.zeros((6, 12, 12), bool), _box()
+    both = segmentation_metrics(empty, empty, (1, 1, 1))
+    assert both == {"dsc": 1.0, "jaccard": 1.0, "asd_mm": 0.0, "hd95_mm": 0.0, "nmi": 1.0, "osr": 0.0, "usr": 0.0}
+    missed = segmentation_metrics(empty, box, (1, 1, 1))
+    assert missed["dsc"] == 0.0 and missed["usr"] == 1.0 and missed["osr"] == 0.0 and missed["nmi"] == 0.0
+    assert math.isnan(missed["asd_mm"]) and math.isnan(missed["hd95_mm"])
+    false_alarm = segmentation_metrics(box, empty, (1, 1, 1))
+    assert false_alarm["dsc"] == 0.0 and false_alarm["jaccard"] == 0.0
+    assert math.isnan(false_alarm["osr"]) and math.isnan(false_alarm["usr"]) and math.isnan(false_alarm["asd_mm"])
+
+
+def test_nmi_of_independent_and_complementary_masks():
+    left, top = np.zeros((4, 4), bool), np.zeros((4, 4), bool)
+    left[:, :2] = True
+    top[:2] = True
+    assert normalized_mutual_information(*confusion(left, top)) == pytest.approx(0.0, abs=1e-12)
+    assert normalized_mutual_information(*confusion(left, ~left)) == pytest.approx(1.0)  # fully informative
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="differs"):
+        segmentation_metrics(np.zeros((2, 3)), np.zeros((3, 2)), (1, 1))
