@@ -39,10 +39,13 @@ class UncertaintyWeightedLoss(nn.Module):
         dice = self.dice(pred[:, 1:2], target[:, 1:2])
         return ce, dice
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        ce, dice = self.parts(pred, target)
+    def weigh(self, ce: torch.Tensor, dice: torch.Tensor) -> torch.Tensor:
+        """Ls from the unweighted parts: exp(-s1) * ce + s1 / 2 + exp(-s2) * dice + s2 / 2."""
         s = self.log_vars
         return torch.exp(-s[0]) * ce + 0.5 * s[0] + torch.exp(-s[1]) * dice + 0.5 * s[1]
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.weigh(*self.parts(pred, target))
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

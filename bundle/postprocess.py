@@ -13,6 +13,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import KeepLargestConnectedComponent, MapTransform
 from scipy import ndimage
+from skimage.morphology import disk
 
 
 def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
@@ -23,9 +24,7 @@ def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
     la = pred[:1] > 0.5
     if closing_radius > 0:
         mask = la[0].cpu().numpy()
-        structure = np.zeros((1,) * (mask.ndim - 2) + (2 * closing_radius + 1,) * 2, dtype=bool)
-        yy, xx = np.mgrid[-closing_radius : closing_radius + 1, -closing_radius : closing_radius + 1]
-        structure[...] = (yy**2 + xx**2) <= closing_radius**2
+        structure = disk(closing_radius).astype(bool).reshape((1,) * (mask.ndim - 2) + (2 * closing_radius + 1,) * 2)
         closed = ndimage.binary_closing(np.pad(mask, closing_radius), structure=structure)
         closed = closed[tuple(slice(closing_radius, -closing_radius) for _ in mask.shape)]
         la = torch.as_tensor(closed, device=pred.device)[None]

@@ -106,7 +106,7 @@ class JasGanTrainer(Trainer):
             adv = feature_matching_loss([f.detach() for f in real_features], fake_features)
 
         ce, dice = engine.loss_function.parts(pred, target)
-        seg = engine.loss_function(pred, target)
+        seg = engine.loss_function.weigh(ce, dice)
         loss = seg + engine.adv_weight * adv
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
         loss.backward()

@@ -138,6 +138,13 @@ def test_training_slices_crop_around_the_la():
     assert item["label"].max() == 2
 
 
+def test_training_slices_without_any_la_is_an_error():
+    case = _case()
+    case["label"][:] = 0
+    with pytest.raises(ValueError, match="no training slice holds LA"):
+        training_slices([case], (16, 16))
+
+
 def test_validation_volumes_are_channel_first():
     (item,) = validation_volumes([_case()])
     assert item["image"].shape == (1, 6, 40, 48) and item["label"].shape == (1, 6, 40, 48)
@@ -205,6 +212,18 @@ def test_cache_is_reused_and_keyed_by_plan(tiny_dataset, tmp_path):
     assert cache_key(plan, record) != cache_key(edited, record)
     preprocessed(record, edited, cache)
     assert len(list((cache / plan["name"]).glob("*.npz"))) == len(files) + 1
+
+
+def test_damaged_cache_entry_is_rebuilt(tiny_dataset, tmp_path):
+    from bundle.layouts import read_dataset
+
+    root, plan = tiny_dataset
+    record = read_dataset(root, "datalist")[0]
+    good = preprocessed(record, plan, tmp_path)
+    (path,) = (tmp_path / plan["name"]).glob("*.npz")
+    path.write_bytes(b"not an npz")
+    again = preprocessed(record, plan, tmp_path)
+    assert np.array_equal(again["image"], good["image"]) and path.stat().st_size > 100
 
 
 def test_missing_split_scan_is_a_clear_error(tiny_dataset):
