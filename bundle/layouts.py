@@ -326,7 +326,7 @@ def check_mask_values(array: np.ndarray, path: str | Path) -> None:
     raise DatasetError(path, f"a binary mask must hold 0 and one positive integer value; found values [{listing}]")
 
 
-def read_mask(path: str | Path, reference: sitk.Image, reference_path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, reference: sitk.Image | Case, reference_path: str | Path) -> np.ndarray:
     """A binary mask file as a bool ``(z, y, x)`` array, checked for values and for the reference's grid."""
     mask = read_image(path)
     check_same_geometry(reference, mask, reference_path, path)

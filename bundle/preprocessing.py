@@ -53,16 +53,33 @@ def cache_key(plan: dict, record: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def _resample(array: np.ndarray, spacing: Sequence[float], target_xy: Sequence[float], interpolator: int) -> np.ndarray:
-    """Resample a (z, y, x) array in-plane to ``target_xy`` mm; z is untouched (2D axial networks)."""
+def resample_in_plane(
+    array: np.ndarray, spacing: Sequence[float], target_xy: Sequence[float], interpolator: int,
+    size_xy: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Resample a (z, y, x) array in-plane to ``target_xy`` mm; z is untouched (2D axial networks).
+
+    Both grids start at the same voxel centre. The new (x, y) size is the old extent over the new
+    spacing, rounded, unless ``size_xy`` gives it (the way back to a scan's own grid, where points past
+    the last sample take the nearest value instead of 0).
+    """
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(tuple(float(s) for s in spacing))
     size = image.GetSize()
     new_spacing = (float(target_xy[0]), float(target_xy[1]), float(spacing[2]))
-    new_size = [max(1, round(size[i] * spacing[i] / new_spacing[i])) for i in range(2)] + [size[2]]
-    out = sitk.Resample(image, new_size, sitk.Transform(), interpolator, image.GetOrigin(), new_spacing,
-                        image.GetDirection(), 0.0, image.GetPixelID())
-    return sitk.GetArrayFromImage(out)
+    if size_xy is None:
+        new_size = [max(1, round(size[i] * spacing[i] / new_spacing[i])) for i in range(2)] + [size[2]]
+    else:
+        new_size = [int(size_xy[0]), int(size_xy[1]), size[2]]
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize(new_size)
+    resampler.SetOutputSpacing(new_spacing)
+    resampler.SetOutputOrigin(image.GetOrigin())
+    resampler.SetOutputDirection(image.GetDirection())
+    resampler.SetInterpolator(interpolator)
+    resampler.SetDefaultPixelValue(0.0)
+    resampler.SetUseNearestNeighborExtrapolator(size_xy is not None)
+    return sitk.GetArrayFromImage(resampler.Execute(image))
 
 
 def normalize(image: np.ndarray, normalization: dict) -> np.ndarray:
@@ -78,17 +95,28 @@ def normalize(image: np.ndarray, normalization: dict) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def preprocess_case(case: Case, plan: dict) -> dict:
-    """Resample ``case`` in-plane to the plan's spacing and normalise it; returns arrays and metadata."""
+def preprocess_image(array: np.ndarray, spacing: Sequence[float], plan: dict) -> tuple[np.ndarray, tuple[float, ...]]:
+    """A (z, y, x) scan resampled in-plane to the plan's spacing and normalised; returns (image, new spacing).
+
+    Training and inference both go through here, so a scan is always seen the way the network was trained.
+    """
     decisions = plan["decisions"]
     target = decisions["target_spacing"]["value"]
-    image, label, spacing = case.image, case.label, tuple(case.spacing)
+    spacing = tuple(float(s) for s in spacing)
     if not np.allclose(spacing[:2], target, rtol=1e-4, atol=1e-6):
-        image = _resample(image.astype(np.float32), spacing, target, sitk.sitkLinear)
-        label = _resample(label.astype(np.uint8), spacing, target, sitk.sitkNearestNeighbor)
-        spacing = (float(target[0]), float(target[1]), float(spacing[2]))
+        array = resample_in_plane(np.asarray(array, dtype=np.float32), spacing, target, sitk.sitkLinear)
+        spacing = (float(target[0]), float(target[1]), spacing[2])
+    return normalize(array, decisions["normalization"]["value"]), spacing
+
+
+def preprocess_case(case: Case, plan: dict) -> dict:
+    """Resample ``case`` in-plane to the plan's spacing and normalise it; returns arrays and metadata."""
+    image, spacing = preprocess_image(case.image, case.spacing, plan)
+    label = case.label
+    if tuple(spacing) != tuple(float(s) for s in case.spacing):
+        label = resample_in_plane(label.astype(np.uint8), case.spacing, spacing[:2], sitk.sitkNearestNeighbor)
     return {
-        "image": normalize(image, decisions["normalization"]["value"]),
+        "image": image,
         "label": label.astype(np.uint8),
         "spacing": np.asarray(spacing, dtype=np.float64),
     }

@@ -1,0 +1,222 @@
+"""bundle.inference: masks on the input's exact grid (NIfTI, NRRD, turned axes), batches with a bad scan, models."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from bundle.errors import DatasetError
+from bundle.inference import (
+    BatchSegmenter,
+    Segmenter,
+    load_model,
+    plan_orientation,
+    scan_records,
+    segment_scans,
+)
+from bundle.io import orientation_code, read_image, same_geometry
+from bundle.layouts import read_dataset
+from bundle.networks import CascadeNet
+from bundle.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, quantify
+from bundle.preprocessing import normalize
+
+SPACING = (0.625, 0.625, 2.5)
+SIZE_ZYX = (10, 40, 48)
+LA_BOX = (slice(2, 8), slice(10, 30), slice(12, 36))
+SCAR_BOX = (slice(3, 6), slice(10, 13), slice(12, 36))  # on the LA box's edge
+LPS, RAS = (1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+# the array's axes point along z, x, y of the patient: a scan stored sagittally, array axis 0 not axial
+TURNED = (0, 1, 0, 0, 0, 1, 1, 0, 0)
+
+
+class ThresholdNet(torch.nn.Module):
+    """A stand-in network acting voxel by voxel: LA logit > 0 above ``la_at``, scar logit above ``scar_at``."""
+
+    def __init__(self, la_at: float, scar_at: float) -> None:
+        super().__init__()
+        self.la_at, self.scar_at = la_at, scar_at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([20 * (x - self.la_at), 20 * (x - self.scar_at)], dim=1)
+
+
+class AsymmetricNet(torch.nn.Module):
+    """A stand-in convolutional network that is not equivariant to flips or transposes: a random 5x5 kernel
+    and a ramp along the width; each logit map is centred per slice so the masks are neither empty nor full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 2, 5, padding=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x) + torch.linspace(0, 1, x.shape[-1])
+        return y - y.mean(dim=(2, 3), keepdim=True)
+
+
+def box_array() -> np.ndarray:
+    array = np.zeros(SIZE_ZYX, np.float32)
+    array[LA_BOX] = 100.0
+    array[SCAR_BOX] = 300.0
+    return array
+
+
+def make_plan(tiny_plan: dict, spacing_xy=(0.625, 0.625)) -> dict:
+    plan = copy.deepcopy(tiny_plan)
+    plan["decisions"]["target_spacing"]["value"] = list(spacing_xy)
+    return plan
+
+
+def threshold_net(plan: dict, array: np.ndarray) -> ThresholdNet:
+    """Thresholds halfway between the normalised background, LA and scar intensities of ``array``."""
+    z = normalize(np.array([0.0, 100.0, 300.0, *array.ravel()]), plan["decisions"]["normalization"]["value"])[:3]
+    return ThresholdNet(float(z[0] + z[1]) / 2, float(z[1] + z[2]) / 2).eval()
+
+
+def write_scan(array: np.ndarray, path, spacing=SPACING, direction=LPS, origin=(12.5, -40.0, 7.0)) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    sitk.WriteImage(image, str(path), True)
+    return image
+
+
+def box_label() -> np.ndarray:
+    label = np.zeros(SIZE_ZYX, np.uint8)
+    label[LA_BOX] = 1
+    label[SCAR_BOX] = 2
+    return label
+
+
+@pytest.fixture
+def plan(tiny_dataset) -> dict:
+    return make_plan(tiny_dataset[1])
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+@pytest.mark.parametrize("direction", [LPS, RAS, TURNED], ids=["LPS", "RAS", "turned"])
+def test_masks_have_the_input_geometry_and_sit_on_the_image(tmp_path, plan, suffix, direction):
+    array = box_array()
+    write_scan(array, tmp_path / f"scan{suffix}", direction=direction)
+    records = scan_records(tmp_path)
+    assert records == [{"scan": "scan", "image": str(tmp_path / f"scan{suffix}")}]
+    segmenter = Segmenter(threshold_net(plan, array), plan)
+    rows = segment_scans(records, segmenter, tmp_path / "out", save_probabilities=True)
+    assert rows[0]["status"] == "ok"
+    image = read_image(tmp_path / f"scan{suffix}")
+    for name in (LA_FILE, SCAR_FILE, *PROBABILITY_FILES):
+        written = read_image(tmp_path / "out" / "scan" / name)
+        assert same_geometry(image, written), name
+        assert orientation_code(written) == orientation_code(image)
+    la = sitk.GetArrayFromImage(read_image(tmp_path / "out" / "scan" / LA_FILE))
+    scar = sitk.GetArrayFromImage(read_image(tmp_path / "out" / "scan" / SCAR_FILE))
+    label = box_label()
+    np.testing.assert_array_equal(la, label > 0)  # voxel for voxel on the input's own array
+    np.testing.assert_array_equal(scar, label == 2)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    expected = quantify(label, image)
+    for key, value in expected.items():
+        assert report["scans"][0][key] == pytest.approx(value)
+    assert report["meta"]["orientation"] == "LPS"
+    assert "scan,ok," in (tmp_path / "out" / "report.csv").read_text()
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "PSL"])
+def test_a_turned_copy_of_a_scan_gets_the_same_world_segmentation(tiny_dataset, orientation):
+    """A convolutional network sees the plan's frame: turning the stored axes changes nothing in the world."""
+    root, tiny_plan = tiny_dataset
+    record = read_dataset(root, "datalist")[0]
+    image = read_image(record["image"])
+    segmenter = Segmenter(AsymmetricNet().eval(), tiny_plan, closing_radius_mm=2.0)
+    probs, label = segmenter.segment(image)
+    assert 0 < (label > 0).sum() < label.size  # a non-trivial mask
+    turned = sitk.DICOMOrient(image, orientation)
+    assert orientation_code(turned) == orientation
+    probs_t, label_t = segmenter.segment(turned)
+    assert label_t.shape == sitk.GetArrayFromImage(turned).shape
+    back = sitk.GetImageFromArray(label_t)
+    back.CopyInformation(turned)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.DICOMOrient(back, "LPS")), label)
+    prob = sitk.GetImageFromArray(probs_t[1])
+    prob.CopyInformation(turned)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(sitk.DICOMOrient(prob, "LPS")), probs[1], atol=1e-6)
+
+
+def test_a_scan_on_another_spacing_is_resampled_there_and_back(tmp_path, tiny_dataset):
+    plan = make_plan(tiny_dataset[1], (0.5, 0.5))  # the network sees 0.5 mm, the scan has 0.625 mm
+    array = box_array()
+    image = write_scan(array, tmp_path / "scan.nrrd")
+    segmenter = Segmenter(threshold_net(plan, array), plan)
+    probs, label = segmenter.segment(read_image(tmp_path / "scan.nrrd"))
+    assert label.shape == probs.shape[1:] == SIZE_ZYX and probs.dtype == np.float32
+    truth = box_label()
+    dice = 2 * ((label > 0) & (truth > 0)).sum() / ((label > 0).sum() + (truth > 0).sum())
+    assert dice > 0.97
+    assert same_geometry(image, read_image(tmp_path / "scan.nrrd"))
+
+
+def test_a_bad_scan_is_reported_and_the_others_are_written(tmp_path, plan):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    array = box_array()
+    write_scan(array, scans / "a.nii.gz")
+    write_scan(array, scans / "c.nrrd", direction=RAS)
+    data = (scans / "a.nii.gz").read_bytes()
+    (scans / "b.nii.gz").write_bytes(data[: len(data) // 2])  # truncated
+    (scans / "notes.txt").write_text("not a scan")
+    out = tmp_path / "out"
+    (out / "b").mkdir(parents=True)  # an older prediction of b must not survive its failure
+    (out / "b" / LA_FILE).write_bytes(b"old")
+    runner = BatchSegmenter(scan_records(scans), Segmenter(threshold_net(plan, array), plan), out,
+                            meta={"model": "threshold"})
+    rows = runner.run()
+    assert [(r["scan"], r["status"]) for r in rows] == [("a", "ok"), ("b", "failed"), ("c", "ok")]
+    assert "b.nii.gz" in rows[1]["error"] and "truncated" in rows[1]["error"]
+    assert (out / "a" / LA_FILE).is_file() and (out / "c" / SCAR_FILE).is_file() and not (out / "b").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_failed"] == 1 and report["meta"]["model"] == "threshold"
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
+
+
+def test_scan_records_errors_and_dataset_splits(tmp_path, tiny_dataset):
+    root, tiny_plan = tiny_dataset
+    with pytest.raises(DatasetError, match="not found"):
+        scan_records(tmp_path / "missing")
+    with pytest.raises(DatasetError, match="no scans"):
+        scan_records(tmp_path)
+    write_scan(box_array(), tmp_path / "x.nii.gz")
+    write_scan(box_array(), tmp_path / "x.nrrd")
+    with pytest.raises(DatasetError, match="two formats"):
+        scan_records(tmp_path)
+    with pytest.raises(DatasetError, match="needs a dataset layout"):
+        scan_records(tmp_path, split="test")
+    test = scan_records(root, "datalist", tiny_plan, "test")
+    assert [r["scan"] for r in test] == tiny_plan["split"]["test"]
+    assert len(scan_records(root, "datalist")) == tiny_plan["fingerprint"]["summary"]["n_scans"]
+    assert plan_orientation(tiny_plan) == "LPS" and plan_orientation({}) == "LPS"
+
+
+def test_load_model_reads_torchscript_and_state_dicts(tmp_path):
+    network = CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4).eval()
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    torch.jit.save(torch.jit.script(network), str(tmp_path / "model.ts"))
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        expected = network(x)
+        for model in (load_model(tmp_path / "model.ts"),
+                      load_model(tmp_path / "model.pt", CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4))):
+            assert not model.training
+            torch.testing.assert_close(model(x), expected)
+    with pytest.raises(DatasetError, match="model file not found"):
+        load_model(tmp_path / "none.ts")
+    with pytest.raises(DatasetError, match="does not fit"):
+        load_model(tmp_path / "model.pt", CascadeNet(1, (8, 16), gs_width=4, lstm_channels=4))
+    (tmp_path / "bad.ts").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="bad.ts: not a TorchScript model"):
+        load_model(tmp_path / "bad.ts")
