@@ -93,10 +93,11 @@ def export_torchscript(
 class Stopwatch:
     """Logs the wall time of the run from construction (config start) to ``report()`` (finalize)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "training") -> None:
+        self.name = name
         self.start = time.perf_counter()
 
     def report(self) -> float:
         seconds = time.perf_counter() - self.start
-        logger.info("training workflow wall time: %.1f s", seconds)
+        logger.info("%s workflow wall time: %.1f s", self.name, seconds)
         return seconds

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bundle.io import read_image, same_geometry
 from bundle.planning.planner import load_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,9 +31,9 @@ def test_metadata_follows_the_model_zoo_schema():
     jsonschema.validate(json.loads((REPO / "metadata.json").read_text()), json.loads(SCHEMA.read_text()))
 
 
-def _bundle_cmd(tmp_path: Path, *overrides: str, config: str = "configs/train.yaml") -> list[str]:
+def _bundle_cmd(tmp_path: Path, *overrides: str, config: str = "configs/train.yaml", run_id: str = "training") -> list[str]:
     return [
-        sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config,
+        sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config,
         "--dataset_dir", str(tmp_path / "phantom"), "--plan_file", str(tmp_path / "plans" / "tiny.json"),
         "--phantom#n_patients", "3", "--phantom#profile", "tiny", "--cache_dir", str(tmp_path / "cache"),
         "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "runs"),
@@ -67,6 +68,32 @@ def test_training_run_end_to_end(tmp_path):
     assert {"network", "discriminator", "optimizer", "d_optimizer", "loss", "lr_scheduler", "trainer"} <= set(state)
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] and "log_vars" in state["loss"]
 
+    # inference.yaml: the exported model on the folder of scans; masks on each scan's grid, a report row each
+    out = tmp_path / "outputs"
+    infer = _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
+                  "--dataset_dir", str(data / "imagesTr"), "--plan_file", str(tmp_path / "plans" / "tiny.json"),
+                  "--model_file", str(models / "model.ts"), "--output_dir", str(out)])
+    assert infer.returncode == 0, (infer.stdout + infer.stderr)[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_scans"] == len(manifest["scans"]) and report["n_failed"] == 0
+    for row in report["scans"]:
+        image = read_image(row["image"])
+        for name in ("la.nii.gz", "scar.nii.gz"):
+            assert same_geometry(image, read_image(out / row["scan"] / name))
+        assert row["scar_percent"] <= 100 and row["la_ml"] >= row["wall_ml"] >= row["scar_ml"] >= 0
+
+    # evaluate.yaml over train.yaml: the test split segmented with model.pt and scored against its labels
+    evaluation = _run(_bundle_cmd(tmp_path, "--eval_dir", str(tmp_path / "eval"),
+                                  config="['configs/train.yaml','configs/evaluate.yaml']", run_id="evaluating"))
+    log = evaluation.stdout + evaluation.stderr
+    assert evaluation.returncode == 0, log[-3000:]
+    assert "evaluation workflow wall time" in log and "exported" not in log
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["n_cases"] == len(plan["split"]["test"]) and summary["n_failed"] == 0
+    assert (tmp_path / "eval" / "metrics.csv").is_file() and (tmp_path / "eval" / "scar_percent.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "eval" / "predictions").iterdir() if p.is_dir()) == sorted(
+        plan["split"]["test"])
+
     # resume: the second run starts at epoch 1 of 2 with the saved weights, data and plan reused
     resumed = _run(_bundle_cmd(tmp_path, "--resume_from", str(models / "checkpoint_final.pt"), "--max_epochs", "2"))
     log = resumed.stdout + resumed.stderr
@@ -95,6 +122,19 @@ def test_train_config_has_the_model_zoo_train_properties(tiny_dataset, tmp_path)
     assert not workflow.check_properties()
     assert workflow.max_epochs == workflow.parser.get_parsed_content("max_epochs")
     assert workflow.train_inferer is not None and len(workflow.train_dataset) > 0
+
+
+def test_inference_config_has_the_model_zoo_infer_properties(tiny_dataset, tmp_path):
+    from monai.bundle import ConfigWorkflow
+
+    root, _ = tiny_dataset
+    workflow = ConfigWorkflow(
+        config_file=str(REPO / "configs" / "inference.yaml"), workflow_type="infer", dataset_dir=str(root / "imagesTr"),
+        plan_file=str(root.parent / "tiny.json"), output_dir=str(tmp_path / "out"),
+    )
+    workflow.initialize()
+    assert not workflow.check_properties()
+    assert len(workflow.dataset) == len(list((root / "imagesTr").iterdir()))
 
 
 @pytest.mark.parametrize("overlay", sorted((REPO / "configs" / "ablation").glob("*.yaml")), ids=lambda p: p.stem)

@@ -1,0 +1,128 @@
+"""Evaluate a prediction folder against a dataset's labels: per-case metrics, scar burden, summary, plots.
+
+What the JAS-GAN paper reports (Section IV-C, Table I, Figures 3-5, 9, 10): for LA and scar the
+metrics of :mod:`bundle.metrics`; the scar volume and scar % of the LA wall of prediction and ground
+truth (each from its own LA's wall, :func:`bundle.wall.scar_burden`); mean +- SD per pre-ablation,
+post-ablation and all scans; Pearson r and Bland-Altman agreement of the scar volume and scar %.
+
+Outputs in ``out_dir``: ``metrics.csv`` (a row per case), ``summary.json``, and PNG plots
+(``scar_volume.png``, ``scar_percent.png``, ``overlay_best_<scan>.png``, ``overlay_worst_<scan>.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bundle.atomic import atomic_write_text
+from bundle.case import Case
+from bundle.labels import la_mask, scar_mask
+from bundle.layouts import load_case
+from bundle.metrics import METRICS, segmentation_metrics
+from bundle.predictions import json_safe, quantify, read_prediction, rows_to_csv, run_batch
+from bundle.statistics import bland_altman, pearson, summarize
+
+logger = logging.getLogger(__name__)
+
+STRUCTURES = {"la": la_mask, "scar": scar_mask}
+"""Evaluated structures and how each is taken from a label map (0/1/2)."""
+
+METRIC_COLUMNS = tuple(f"{s}_{m}" for s in STRUCTURES for m in METRICS)
+"""Per-case metric columns of ``metrics.csv``: ``la_dsc`` ... ``scar_usr``."""
+
+QUANTITIES = {"scar_volume": ("scar_ml", "ml"), "scar_percent": ("scar_percent", "% of LA wall")}
+"""Scar burden quantities compared between prediction and ground truth (Figures 9, 10): key, unit."""
+
+CASE_FIELDS = ("scan", "patient", "ablation", "status")
+RANK_METRIC = "scar_dsc"
+"""Metric that picks the best and the worst case for the overlay figures."""
+
+
+def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case) -> dict[str, float]:
+    """Metrics of LA and scar and the scar burden of ground truth (``gt_``) and prediction (``pred_``), two
+    label maps on ``case``'s grid."""
+    row: dict[str, float] = {}
+    for name, mask in STRUCTURES.items():
+        values = segmentation_metrics(mask(pred), mask(truth), case.spacing)
+        row.update({f"{name}_{k}": v for k, v in values.items()})
+    for prefix, label in (("gt", truth), ("pred", pred)):
+        row.update({f"{prefix}_{k}": v for k, v in quantify(label, case).items()})
+    return row
+
+
+def agreement(rows: Sequence[Mapping]) -> dict[str, dict]:
+    """Pearson r (with the regression line) and Bland-Altman bias and limits of each scar quantity.
+
+    A statistic that cannot be computed (too few cases, a constant series) is None with the reason.
+    """
+    out = {}
+    for name, (key, unit) in QUANTITIES.items():
+        truth = [float(r[f"gt_{key}"]) for r in rows]
+        pred = [float(r[f"pred_{key}"]) for r in rows]
+        entry: dict = {"unit": unit, "n": len(truth)}
+        for stat, function in (("pearson", pearson), ("bland_altman", bland_altman)):
+            try:
+                value = function(truth, pred)
+            except ValueError as err:
+                value, entry[f"{stat}_error"] = None, str(err)
+            if stat == "pearson" and value is not None and not math.isfinite(value["r"]):
+                value, entry["pearson_error"] = None, "a constant series has no correlation"
+            entry[stat] = value
+        out[name] = entry
+    return out
+
+
+def evaluate_predictions(
+    prediction_dir: str | Path, records: Sequence[Mapping], out_dir: str | Path, plots: bool = True,
+    meta: Mapping | None = None,
+) -> dict:
+    """Evaluate ``<prediction_dir>/<scan>/`` against each dataset record's labels; write the outputs.
+
+    A case whose labels or prediction cannot be read is a ``failed`` row of ``metrics.csv`` and is
+    left out of the summary. Returns the summary (also written as ``summary.json``).
+    """
+    out_dir = Path(out_dir)
+
+    def process(record: Mapping) -> dict:
+        case = load_case(dict(record))
+        pred = read_prediction(prediction_dir, record["scan"], case, record["image"])
+        return {"patient": case.patient, "ablation": case.ablation, **evaluate_case(case.label, pred, case)}
+
+    rows = run_batch(records, process, what="evaluation")
+    atomic_write_text(out_dir / "metrics.csv", rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS))
+    ok = [r for r in rows if r["status"] == "ok"]
+    summary = {
+        "meta": {"predictions": str(prediction_dir), **(meta or {})},
+        "n_cases": len(rows),
+        "n_failed": len(rows) - len(ok),
+        "failed": {r["scan"]: r.get("error", "") for r in rows if r["status"] != "ok"},
+        "metrics": summarize(ok, METRIC_COLUMNS + tuple(f"{p}_{k}" for p in ("gt", "pred") for k, _ in
+                                                         QUANTITIES.values())),
+        "agreement": agreement(ok) if ok else {},
+    }
+    atomic_write_text(out_dir / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
+    if plots and ok:
+        from bundle import plots as figures  # matplotlib only when plots are asked for
+
+        figures.agreement_figures(ok, summary["agreement"], out_dir, QUANTITIES)
+        by_scan = {r["scan"]: r for r in records}
+        for tag, row in extreme_cases(ok).items():
+            case = load_case(dict(by_scan[row["scan"]]))
+            pred = read_prediction(prediction_dir, row["scan"], case, by_scan[row["scan"]]["image"])
+            figures.overlay_figure(case.image, case.label, pred, out_dir / f"overlay_{tag}_{row['scan']}.png",
+                                   f"{tag} case {row['scan']}: LA DSC {row['la_dsc']:.3f}, scar DSC "
+                                   f"{row['scar_dsc']:.3f}")
+    logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, scar DSC %.3f", len(rows), len(rows) - len(ok),
+                out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], summary["metrics"]["all"]["scar_dsc"]["mean"])
+    return summary
+
+
+def extreme_cases(rows: Sequence[Mapping], metric: str = RANK_METRIC) -> dict[str, Mapping]:
+    """The ``best`` and ``worst`` rows by ``metric`` (NaN last); one entry when there is one case."""
+    ranked = sorted(rows, key=lambda r: -float(r[metric]) if math.isfinite(float(r[metric])) else math.inf)
+    return {"best": ranked[0], "worst": ranked[-1]} if len(ranked) > 1 else {"best": ranked[0]}

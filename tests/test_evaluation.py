@@ -1,0 +1,190 @@
+"""bundle.evaluation, bundle.predictions.quantify and the method comparison on prediction folders."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from scipy import stats
+
+from bundle.case import Case
+from bundle.comparison import compare_folders, method_slug, read_metrics_csv
+from bundle.evaluation import METRIC_COLUMNS, agreement, evaluate_case, evaluate_predictions, extreme_cases
+from bundle.layouts import load_case, read_dataset
+from bundle.predictions import quantify, write_prediction
+
+REPO = Path(__file__).resolve().parents[1]
+SPACING = (0.625, 0.625, 2.5)
+VOXEL_ML = 0.625 * 0.625 * 2.5 / 1000
+
+
+def strict_json(path: Path) -> dict:
+    def refuse(name: str) -> None:
+        raise ValueError(f"{path} holds {name}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def hand_case() -> tuple[np.ndarray, int, int, int]:
+    """A 3-slice LA box of 20 x 30 voxels; at 0.625 mm the wall is 4 voxels wide (2.5 mm), so per slice the
+    wall is 20 * 30 - 12 * 22 = 336 voxels; 100 scar voxels lie in the wall band along x = 0..3 of one slice."""
+    label = np.zeros((5, 40, 32), np.uint8)
+    label[1:4, 5:35, 6:26] = 1
+    label[2, 5:30, 6:10] = 2
+    return label, 3 * 600, 3 * 336, 100
+
+
+def test_scar_percentage_of_a_hand_built_case():
+    label, n_la, n_wall, n_scar = hand_case()
+    case = Case(image=np.zeros(label.shape, np.float32), label=label, spacing=SPACING)
+    values = quantify(label, case)
+    assert values["la_ml"] == pytest.approx(n_la * VOXEL_ML)
+    assert values["wall_ml"] == pytest.approx(n_wall * VOXEL_ML)
+    assert values["scar_ml"] == pytest.approx(n_scar * VOXEL_ML)
+    assert values["scar_percent"] == pytest.approx(100 * 100 / 1008)  # 9.92 %
+
+
+def test_scar_percentage_does_not_depend_on_how_the_axes_are_stored():
+    label, *_ = hand_case()
+    axial = sitk.GetImageFromArray(label)
+    axial.SetSpacing(SPACING)
+    for code in ("RAS", "PSL", "SLP"):
+        stored = sitk.DICOMOrient(axial, code)
+        values = quantify(sitk.GetArrayFromImage(stored), stored)
+        assert values == pytest.approx(quantify(label, axial)), code
+
+
+def test_evaluate_case_on_hand_built_masks():
+    label, *_ = hand_case()
+    pred = label.copy()
+    pred[2, 30:35, 6:10] = 2  # 20 more scar voxels in the wall: scar DSC = 200 / 220
+    case = Case(image=np.zeros(label.shape, np.float32), label=label, spacing=SPACING)
+    row = evaluate_case(label, pred, case)
+    assert row["la_dsc"] == 1.0 and row["la_asd_mm"] == 0.0 and row["la_osr"] == 0.0
+    assert row["scar_dsc"] == pytest.approx(200 / 220) and row["scar_jaccard"] == pytest.approx(100 / 120)
+    assert row["scar_osr"] == pytest.approx(0.2) and row["scar_usr"] == 0.0
+    assert row["gt_scar_percent"] == pytest.approx(100 * 100 / 1008)
+    assert row["pred_scar_percent"] == pytest.approx(100 * 120 / 1008)
+    assert row["pred_scar_ml"] - row["gt_scar_ml"] == pytest.approx(20 * VOXEL_ML)
+
+
+def test_agreement_needs_enough_cases():
+    rows = [{"gt_scar_ml": 1.0, "pred_scar_ml": 1.1, "gt_scar_percent": 10.0, "pred_scar_percent": 12.0}] * 2
+    out = agreement(rows)
+    assert out["scar_volume"]["pearson"] is None and ">= 3" in out["scar_volume"]["pearson_error"]
+    assert out["scar_percent"]["bland_altman"]["bias"] == pytest.approx(2.0)
+    flat = rows + [dict(rows[0])]
+    assert agreement(flat)["scar_volume"]["pearson"] is None  # constant series: no correlation
+
+
+def _write_predictions(records: list[dict], out: Path, skip: str | None = None) -> dict[str, np.ndarray]:
+    """Predictions that differ from the truth by known amounts: scan i loses i slices of its scar."""
+    labels = {}
+    for i, record in enumerate(records):
+        if record["scan"] == skip:
+            continue
+        case = load_case(record)
+        pred = case.label.copy()
+        z = np.flatnonzero((pred == 2).any(axis=(1, 2)))
+        for k in z[:i]:
+            pred[k][pred[k] == 2] = 1
+        write_prediction(out, record["scan"], pred > 0, pred == 2, case.to_image(case.image))
+        labels[record["scan"]] = pred
+    return labels
+
+
+def test_evaluate_predictions_writes_metrics_summary_and_plots(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    records = read_dataset(root, "datalist")
+    missing = records[-1]["scan"]
+    _write_predictions(records, tmp_path / "pred", skip=missing)
+    summary = evaluate_predictions(tmp_path / "pred", records, tmp_path / "eval", meta={"model": "made up"})
+
+    rows = read_metrics_csv(tmp_path / "eval" / "metrics.csv")
+    assert [r["scan"] for r in rows] == [r["scan"] for r in records]
+    assert rows[-1]["status"] == "failed" and "not found" in rows[-1]["error"] and missing in rows[-1]["error"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert all(set(METRIC_COLUMNS) <= set(r) for r in ok)
+    assert ok[0]["la_dsc"] == 1.0 and ok[0]["scar_dsc"] == 1.0  # the first prediction is the truth
+    assert all(r["la_dsc"] == 1.0 and r["scar_dsc"] <= 1.0 for r in ok)
+    assert ok[-1]["scar_dsc"] < 1.0 and ok[-1]["pred_scar_ml"] < ok[-1]["gt_scar_ml"]
+
+    saved = strict_json(tmp_path / "eval" / "summary.json")
+    assert saved["n_cases"] == len(records) and saved["n_failed"] == 1 and missing in saved["failed"]
+    assert saved["meta"]["model"] == "made up" and summary["n_failed"] == 1
+    dsc = [r["scar_dsc"] for r in ok]  # metrics.csv keeps 6 significant digits
+    assert saved["metrics"]["all"]["scar_dsc"]["mean"] == pytest.approx(np.mean(dsc), rel=1e-5)
+    assert saved["metrics"]["all"]["scar_dsc"]["sd"] == pytest.approx(np.std(dsc, ddof=1), rel=1e-4)
+    for group in ("pre", "post"):
+        members = [r["scar_dsc"] for r in ok if r["ablation"] == group]
+        assert saved["metrics"][group]["scar_dsc"]["n"] == len(members)
+    r, _ = stats.pearsonr([x["gt_scar_percent"] for x in ok], [x["pred_scar_percent"] for x in ok])
+    assert saved["agreement"]["scar_percent"]["pearson"]["r"] == pytest.approx(r, rel=1e-5)
+    diff = [x["pred_scar_ml"] - x["gt_scar_ml"] for x in ok]
+    assert saved["agreement"]["scar_volume"]["bland_altman"]["bias"] == pytest.approx(np.mean(diff), rel=1e-4)
+
+    pngs = sorted(p.name for p in (tmp_path / "eval").glob("*.png"))
+    extremes = extreme_cases(ok)
+    assert pngs == sorted(["scar_percent.png", "scar_volume.png", f"overlay_best_{extremes['best']['scan']}.png",
+                           f"overlay_worst_{extremes['worst']['scan']}.png"])
+    assert extremes["worst"]["scar_dsc"] == min(dsc)
+    for name in pngs:
+        assert (tmp_path / "eval" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_prediction_on_another_grid_fails_that_case_only(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    records = read_dataset(root, "datalist")[:2]
+    _write_predictions(records, tmp_path / "pred")
+    bad = sitk.ReadImage(str(tmp_path / "pred" / records[0]["scan"] / "la.nii.gz"))
+    bad.SetOrigin((5.0, 5.0, 5.0))
+    sitk.WriteImage(bad, str(tmp_path / "pred" / records[0]["scan"] / "la.nii.gz"))
+    evaluate_predictions(tmp_path / "pred", records, tmp_path / "eval", plots=False)
+    rows = read_metrics_csv(tmp_path / "eval" / "metrics.csv")
+    assert rows[0]["status"] == "failed" and "does not match the grid" in rows[0]["error"]
+    assert "origin" in rows[0]["error"] and rows[1]["status"] == "ok"
+
+
+def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
+    root, plan = tiny_dataset
+    records = read_dataset(root, "datalist")
+    _write_predictions(records, tmp_path / "good")
+    _write_predictions(list(reversed(records)), tmp_path / "worse")  # other scans lose their scar slices
+    methods = {"Good net": str(tmp_path / "good"), "Worse": str(tmp_path / "worse")}
+    tables = compare_folders(methods, records, tmp_path / "cmp", la_methods=["Good net"])
+    assert list(tables) == ["la", "scar"] and list(tables["la"]["methods"]) == ["Good net"]
+    scar = tables["scar"]
+    assert list(scar["methods"]) == ["Good net", "Worse"] and scar["n_scans"] == len(records)
+    good = read_metrics_csv(tmp_path / "cmp" / method_slug("Good net") / "metrics.csv")
+    worse = read_metrics_csv(tmp_path / "cmp" / "Worse" / "metrics.csv")
+    best, other = ("Good net", "Worse") if np.mean([r["scar_dsc"] for r in good]) >= np.mean(
+        [r["scar_dsc"] for r in worse]) else ("Worse", "Good net")
+    assert scar["best"] == best
+    a, b = ({r["scan"]: r["scar_dsc"] for r in rows} for rows in (good, worse))
+    pairs = [(a[s], b[s]) if other == "Worse" else (b[s], a[s]) for s in a]
+    expected = stats.ttest_rel([p[1] for p in pairs], [p[0] for p in pairs])
+    p_value = scar["methods"][other]["dsc"]["p"]
+    assert (math.isnan(p_value) and np.allclose(*zip(*pairs))) or p_value == pytest.approx(expected.pvalue)
+    for name in ("comparison.md", "comparison.csv"):
+        assert (tmp_path / "cmp" / name).is_file()
+    strict_json(tmp_path / "cmp" / "comparison.json")
+    with pytest.raises(ValueError, match="not among the compared methods"):
+        compare_folders(methods, records, tmp_path / "cmp2", la_methods=["Other"])
+
+    # the command line: a missing prediction folder fails that method's scans, and the comparison says so
+    cmd = [sys.executable, "scripts/compare.py", "--methods", json.dumps({**methods, "Empty": str(tmp_path / "none")}),
+           "--dataset", str(root), "--plan", str(root.parent / "tiny.json"), "--split", "test",
+           "--out", str(tmp_path / "cli"), "--la_methods", "Good net"]
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 2 and "method 'Empty' failed on" in run.stderr and "Traceback" not in run.stderr
+    cmd[3] = json.dumps(methods)
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Table IV layout" in run.stdout and "Table V layout" in run.stdout and "| Good net" in run.stdout
+    assert f"over {len(plan['split']['test'])} scans" in run.stdout
