@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-import fire
-from _cli import setup_logging
+from _cli import run, setup_logging
 
 from bundle.baselines import DEFAULT_METHODS, run_baselines
 
@@ -34,4 +33,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run(main)

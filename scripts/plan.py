@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import fire
 
-from _cli import setup_logging
+from _cli import run, setup_logging
 
 from bundle.planning.run import plan_dataset
 
@@ -41,4 +40,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run(main)

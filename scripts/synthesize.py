@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-import fire
 
-from _cli import setup_logging
+from _cli import run, setup_logging
 
 from bundle.phantom.dataset import synthesize_dataset
 
@@ -30,4 +29,4 @@ def main(
 
 
 if __name__ == "__main__":
-    fire.Fire(main)
+    run(main)
