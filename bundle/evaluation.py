@@ -94,7 +94,8 @@ def evaluate_predictions(
         return {"patient": case.patient, "ablation": case.ablation, **evaluate_case(case.label, pred, case)}
 
     rows = run_batch(records, process, what="evaluation")
-    atomic_write_text(out_dir / "metrics.csv", rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS))
+    burden = tuple(f"{p}_{k}" for p in ("gt", "pred") for k in ("la_ml", "wall_ml", "scar_ml", "scar_percent"))
+    atomic_write_text(out_dir / "metrics.csv", rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS + burden))
     ok = [r for r in rows if r["status"] == "ok"]
     summary = {
         "meta": {"predictions": str(prediction_dir), **(meta or {})},
