@@ -127,10 +127,16 @@ def test_train_config_has_the_model_zoo_train_properties(tiny_dataset, tmp_path)
 def test_inference_config_has_the_model_zoo_infer_properties(tiny_dataset, tmp_path):
     from monai.bundle import ConfigWorkflow
 
+    import torch
+
+    from bundle.networks import CascadeNet
+
     root, _ = tiny_dataset
+    model = tmp_path / "model.ts"
+    torch.jit.save(torch.jit.script(CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4)), str(model))
     workflow = ConfigWorkflow(
         config_file=str(REPO / "configs" / "inference.yaml"), workflow_type="infer", dataset_dir=str(root / "imagesTr"),
-        plan_file=str(root.parent / "tiny.json"), output_dir=str(tmp_path / "out"),
+        plan_file=str(root.parent / "tiny.json"), output_dir=str(tmp_path / "out"), model_file=str(model),
     )
     workflow.initialize()
     assert not workflow.check_properties()
