@@ -220,3 +220,14 @@ def test_load_model_reads_torchscript_and_state_dicts(tmp_path):
     (tmp_path / "bad.ts").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="bad.ts: not a TorchScript model"):
         load_model(tmp_path / "bad.ts")
+
+
+def test_inference_benchmark_times_a_small_scan():
+    from bundle.inference_benchmark import time_scans
+
+    out = time_scans(shape_zyx=(3, 40, 36), spacing=(0.8, 0.8, 2.5), plan_spacing=(0.625, 0.625), gl_widths=(4, 8),
+                     gs_width=4, lstm_channels=4, repeats=2, warmup=0, device="cpu")
+    assert out["shape_zyx"] == [3, 40, 36] and out["plan_spacing"] == [0.625, 0.625]
+    assert out["seconds_per_scan"] > 0 and out["seconds_per_slice"] == pytest.approx(out["seconds_per_scan"] / 3,
+                                                                                          abs=1e-3)
+    assert out["peak_memory_mb"] > 0 and out["device"] == "cpu"
