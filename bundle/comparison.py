@@ -64,6 +64,7 @@ TEXT_COLUMNS = ("scan", "patient", "ablation", "status", "image", "label", "layo
 
 OK_STATUS = "ok"
 COMPARISON_FILES = ("comparison.md", "comparison.json", "comparison.csv")
+RATE_FIGURE = "osr_usr.png"
 CSV_FIELDS = ("structure", "method", "metric", "mean", "sd", "n", "t", "p", "n_pairs", "significant", "best")
 """Columns of ``comparison.csv``: one row per structure x method x metric."""
 
@@ -358,7 +359,8 @@ def compare_folders(
 
     ``methods`` maps a method's name to its prediction folder (:mod:`bundle.predictions` format);
     ``records`` are the dataset records of the test split. Each method's ``metrics.csv`` and
-    ``summary.json`` go to ``<out_dir>/<method>/``, the tables to ``<out_dir>/comparison.*``.
+    ``summary.json`` go to ``<out_dir>/<method>/``, the tables to ``<out_dir>/comparison.*`` and the
+    over/under-segmentation rates (Figure 6) to ``<out_dir>/osr_usr.png``.
     ``la_methods`` limits the LA table (Table IV) to methods that segment the LA themselves: a
     classical baseline thresholds inside the ground-truth LA wall, so its LA is the truth.
 
@@ -387,4 +389,7 @@ def compare_folders(
         tables["la"] = compare_methods({m: rows[m] for m in la_methods}, "la", metrics)
     tables["scar"] = compare_methods(rows, "scar", metrics)
     write_comparison(tables, out_dir)
+    from bundle.plots import rate_figure  # matplotlib only here
+
+    rate_figure(rows, {"la": la_methods, "scar": list(methods)}, out_dir / RATE_FIGURE)
     return tables

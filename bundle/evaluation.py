@@ -25,7 +25,7 @@ from bundle.labels import la_mask, scar_mask
 from bundle.layouts import load_case
 from bundle.metrics import METRICS, segmentation_metrics
 from bundle.predictions import json_safe, quantify, read_prediction, rows_to_csv, run_batch
-from bundle.statistics import bland_altman, pearson, summarize
+from bundle.statistics import GROUPS, bland_altman, pearson, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +55,33 @@ def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case) -> dict[str, 
     return row
 
 
-def agreement(rows: Sequence[Mapping]) -> dict[str, dict]:
-    """Pearson r (with the regression line) and Bland-Altman bias and limits of each scar quantity.
+def _agreement_of(truth: Sequence[float], pred: Sequence[float]) -> dict:
+    """Pearson r (with the regression line) and Bland-Altman of one series pair; None with the reason when
+    it cannot be computed (too few cases, a constant series)."""
+    entry: dict = {"n": len(truth)}
+    for stat, function in (("pearson", pearson), ("bland_altman", bland_altman)):
+        try:
+            value = function(truth, pred)
+        except ValueError as err:
+            value, entry[f"{stat}_error"] = None, str(err)
+        if stat == "pearson" and value is not None and not math.isfinite(value["r"]):
+            value, entry["pearson_error"] = None, "a constant series has no correlation"
+        entry[stat] = value
+    return entry
 
-    A statistic that cannot be computed (too few cases, a constant series) is None with the reason.
-    """
+
+def agreement(rows: Sequence[Mapping], group_key: str = "ablation") -> dict[str, dict]:
+    """Per scar quantity, ``{"unit", "pre", "post", "all"}``: Pearson r with the regression line and
+    Bland-Altman bias and limits of prediction against truth in each group (Figures 9 and 10 show
+    pre- and post-ablation apart)."""
     out = {}
     for name, (key, unit) in QUANTITIES.items():
-        truth = [float(r[f"gt_{key}"]) for r in rows]
-        pred = [float(r[f"pred_{key}"]) for r in rows]
-        entry: dict = {"unit": unit, "n": len(truth)}
-        for stat, function in (("pearson", pearson), ("bland_altman", bland_altman)):
-            try:
-                value = function(truth, pred)
-            except ValueError as err:
-                value, entry[f"{stat}_error"] = None, str(err)
-            if stat == "pearson" and value is not None and not math.isfinite(value["r"]):
-                value, entry["pearson_error"] = None, "a constant series has no correlation"
-            entry[stat] = value
-        out[name] = entry
+        out[name] = {"unit": unit}
+        for group in GROUPS:
+            members = [r for r in rows if group == "all" or r.get(group_key) == group]
+            truth = [float(r[f"gt_{key}"]) for r in members]
+            pred = [float(r[f"pred_{key}"]) for r in members]
+            out[name][group] = _agreement_of(truth, pred)
     return out
 
 

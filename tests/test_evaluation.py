@@ -75,12 +75,14 @@ def test_evaluate_case_on_hand_built_masks():
 
 
 def test_agreement_needs_enough_cases():
-    rows = [{"gt_scar_ml": 1.0, "pred_scar_ml": 1.1, "gt_scar_percent": 10.0, "pred_scar_percent": 12.0}] * 2
+    rows = [{"gt_scar_ml": 1.0, "pred_scar_ml": 1.1, "gt_scar_percent": 10.0, "pred_scar_percent": 12.0,
+             "ablation": "post"}] * 2
     out = agreement(rows)
-    assert out["scar_volume"]["pearson"] is None and ">= 3" in out["scar_volume"]["pearson_error"]
-    assert out["scar_percent"]["bland_altman"]["bias"] == pytest.approx(2.0)
+    assert out["scar_volume"]["all"]["pearson"] is None and ">= 3" in out["scar_volume"]["all"]["pearson_error"]
+    assert out["scar_percent"]["all"]["bland_altman"]["bias"] == pytest.approx(2.0)
+    assert out["scar_percent"]["pre"]["n"] == 0 and out["scar_percent"]["pre"]["bland_altman"] is None
     flat = rows + [dict(rows[0])]
-    assert agreement(flat)["scar_volume"]["pearson"] is None  # constant series: no correlation
+    assert agreement(flat)["scar_volume"]["post"]["pearson"] is None  # constant series: no correlation
 
 
 def _write_predictions(records: list[dict], out: Path, skip: str | None = None) -> dict[str, np.ndarray]:
@@ -125,9 +127,13 @@ def test_evaluate_predictions_writes_metrics_summary_and_plots(tiny_dataset, tmp
         members = [r["scar_dsc"] for r in ok if r["ablation"] == group]
         assert saved["metrics"][group]["scar_dsc"]["n"] == len(members)
     r, _ = stats.pearsonr([x["gt_scar_percent"] for x in ok], [x["pred_scar_percent"] for x in ok])
-    assert saved["agreement"]["scar_percent"]["pearson"]["r"] == pytest.approx(r, rel=1e-5)
+    assert saved["agreement"]["scar_percent"]["all"]["pearson"]["r"] == pytest.approx(r, rel=1e-5)
     diff = [x["pred_scar_ml"] - x["gt_scar_ml"] for x in ok]
-    assert saved["agreement"]["scar_volume"]["bland_altman"]["bias"] == pytest.approx(np.mean(diff), rel=1e-4)
+    assert saved["agreement"]["scar_volume"]["all"]["bland_altman"]["bias"] == pytest.approx(np.mean(diff), rel=1e-4)
+    post = [x for x in ok if x["ablation"] == "post"]
+    diff = [x["pred_scar_percent"] - x["gt_scar_percent"] for x in post]
+    assert saved["agreement"]["scar_percent"]["post"]["n"] == len(post)
+    assert saved["agreement"]["scar_percent"]["post"]["bland_altman"]["bias"] == pytest.approx(np.mean(diff), rel=1e-4)
 
     pngs = sorted(p.name for p in (tmp_path / "eval").glob("*.png"))
     extremes = extreme_cases(ok)
@@ -173,6 +179,7 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
     assert (math.isnan(p_value) and np.allclose(*zip(*pairs))) or p_value == pytest.approx(expected.pvalue)
     for name in ("comparison.md", "comparison.csv"):
         assert (tmp_path / "cmp" / name).is_file()
+    assert (tmp_path / "cmp" / "osr_usr.png").read_bytes()[:4] == b"\x89PNG"
     strict_json(tmp_path / "cmp" / "comparison.json")
     with pytest.raises(ValueError, match="not among the compared methods"):
         compare_folders(methods, records, tmp_path / "cmp2", la_methods=["Other"])
