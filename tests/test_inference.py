@@ -231,3 +231,21 @@ def test_inference_benchmark_times_a_small_scan():
     assert out["seconds_per_scan"] > 0 and out["seconds_per_slice"] == pytest.approx(out["seconds_per_scan"] / 3,
                                                                                           abs=1e-3)
     assert out["peak_memory_mb"] > 0 and out["device"] == "cpu"
+
+
+def test_the_real_carma_crop_gets_masks_on_its_own_grid(carma_dir, plan, tmp_path):
+    """The toolkit's real LGE crop (old NRRD0001 header with `spacings` and `axis mins`) goes in and comes out
+    as NIfTI masks on exactly its grid."""
+    import shutil
+
+    shutil.copy(carma_dir / "autoscar-data.nrrd", tmp_path / "autoscar.nrrd")
+    image = read_image(tmp_path / "autoscar.nrrd")
+    assert image.GetSpacing() == pytest.approx((0.625, 0.625, 2.5))
+    array = sitk.GetArrayFromImage(image)
+    z = normalize(array, plan["decisions"]["normalization"]["value"])
+    network = ThresholdNet(float(np.percentile(z, 50)), float(np.percentile(z, 99))).eval()
+    rows = segment_scans(scan_records(tmp_path), Segmenter(network, plan), tmp_path / "out")
+    assert rows[0]["status"] == "ok" and rows[0]["scar_ml"] > 0
+    for name in (LA_FILE, SCAR_FILE):
+        mask = read_image(tmp_path / "out" / "autoscar" / name)
+        assert same_geometry(image, mask) and mask.GetSize() == (214, 166, 19)
