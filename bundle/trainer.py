@@ -43,7 +43,7 @@ class JasGanTrainer(Trainer):
         train_data_loader: Any,
         network: torch.nn.Module,
         optimizer: Optimizer,
-        loss_function: UncertaintyWeightedLoss,
+        loss_function: UncertaintyWeightedLoss | torch.nn.Module,
         discriminator: torch.nn.Module | None = None,
         d_optimizer: Optimizer | None = None,
         adv_weight: float = 0.1,
@@ -127,10 +127,10 @@ class JasGanTrainer(Trainer):
         return engine.state.output
 
 
-LOGGED_KEYS = ("loss", "seg_loss", "ce_la", "dice_scar", "adv_loss", "d_loss", "lambda1", "lambda2")
-"""Per-iteration values the training config logs (StatsHandler, TensorBoard)."""
+LOGGED_KEYS = ("loss", "seg_loss", "ce_la", "dice_scar", "adv_loss", "d_loss", "lambda1", "lambda2", "class_loss")
+"""Per-iteration values the training config logs (StatsHandler, TensorBoard), those a trainer's output has."""
 
 
 def logged_values(output: dict) -> dict[str, float]:
     """The scalar training values of an iteration's output, for ``StatsHandler(output_transform=...)``."""
-    return {key: float(output[key]) for key in LOGGED_KEYS}
+    return {key: float(output[key]) for key in LOGGED_KEYS if key in output}

@@ -109,6 +109,23 @@ def test_training_run_end_to_end(tmp_path):
     assert "plan does not match the scans" in bad.stderr + bad.stdout
 
 
+def test_multitask_unet_overlay_trains_and_exports(tmp_path):
+    """configs/mtl.yaml: the multi-task U-Net trains with its classification loss, validates and exports."""
+    import torch
+
+    from bundle.networks import NO_SCAR_LOGIT
+
+    run = _run(_bundle_cmd(tmp_path, "--log_interval", "1", config="['configs/train.yaml','configs/mtl.yaml']"))
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    assert "class_loss" in log and "val_dice_la" in log and "d_loss" not in log
+    state = torch.load(tmp_path / "models" / "checkpoint_final.pt", weights_only=True)
+    assert "discriminator" not in state and any(k.startswith("classifier.") for k in state["network"])
+    scripted = torch.jit.load(str(tmp_path / "models" / "model.ts"))
+    out = scripted(torch.randn(1, 1, 64, 64))
+    assert out.shape == (1, 2, 64, 64) and torch.all(out[:, 1] == NO_SCAR_LOGIT)
+
+
 def test_train_config_has_the_model_zoo_train_properties(tiny_dataset, tmp_path):
     from monai.bundle import ConfigWorkflow
 
@@ -125,9 +142,8 @@ def test_train_config_has_the_model_zoo_train_properties(tiny_dataset, tmp_path)
 
 
 def test_inference_config_has_the_model_zoo_infer_properties(tiny_dataset, tmp_path):
-    from monai.bundle import ConfigWorkflow
-
     import torch
+    from monai.bundle import ConfigWorkflow
 
     from bundle.networks import CascadeNet
 

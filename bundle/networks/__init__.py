@@ -7,6 +7,8 @@ Paper symbol -> class:
 - Gs, the scar residual network (RN): :class:`ScarResNet`
 - Gls = Gs o Ga o Gl, the cascade and its ablation connections (``CASCADE_OPS``): :class:`CascadeNet`
 - T, the joint discriminator conditioned on the image: :class:`JointDiscriminator`
+
+The LA method JAS-GAN compares with, the multi-task U-Net of Chen et al. (2018): :class:`MultiTaskUNet`.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from __future__ import annotations
 from bundle.networks.attention import AdaptiveAttention, ConvLSTMCell
 from bundle.networks.cascade import CASCADE_OPS, CascadeNet
 from bundle.networks.discriminator import JointDiscriminator
+from bundle.networks.multitask import NO_SCAR_LOGIT, MultiTaskUNet
 from bundle.networks.scar import ScarResNet
 from bundle.networks.unet import LAUNet
 
 __all__ = [
     "CASCADE_OPS",
+    "NO_SCAR_LOGIT",
     "AdaptiveAttention",
     "CascadeNet",
     "ConvLSTMCell",
     "JointDiscriminator",
     "LAUNet",
+    "MultiTaskUNet",
     "ScarResNet",
 ]

@@ -62,13 +62,21 @@ class LAUNet(nn.Module):
         )
         self.head = Conv[Conv.CONV, 2](widths[0], out_channels, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, H, W) image -> (B, out_channels, H, W) logits."""
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Encoder features: the stem's output, then one per max-pool stage (the last is the bottleneck)."""
         skips: list[torch.Tensor] = [self.stem(x)]
         for down in self.downs:
             skips.append(down(skips[-1]))
+        return skips
+
+    def decode(self, skips: list[torch.Tensor]) -> torch.Tensor:
+        """Decoder and head over the encoder features of :meth:`encode`: (B, out_channels, H, W) logits."""
         y = skips[-1]
         n = len(skips)
         for j, up in enumerate(self.ups):
             y = up(y, skips[n - 2 - j])
         return self.head(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_channels, H, W) image -> (B, out_channels, H, W) logits."""
+        return self.decode(self.encode(x))
