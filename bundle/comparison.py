@@ -354,6 +354,7 @@ def method_slug(method: str) -> str:
 def compare_folders(
     methods: Mapping[str, str | Path], records: Sequence[Mapping], out_dir: str | Path,
     la_methods: Sequence[str] | None = None, metrics: Sequence[str] = PAPER_METRICS,
+    scar_methods: Sequence[str] | None = None,
 ) -> dict[str, dict]:
     """Evaluate each method's prediction folder on the same scans and compare them (Tables IV and V).
 
@@ -363,6 +364,8 @@ def compare_folders(
     over/under-segmentation rates (Figure 6) to ``<out_dir>/osr_usr.png``.
     ``la_methods`` limits the LA table (Table IV) to methods that segment the LA themselves: a
     classical baseline thresholds inside the ground-truth LA wall, so its LA is the truth.
+    ``scar_methods`` likewise limits the scar table (Table V) to methods that segment scar (not the
+    multi-task U-Net, which segments only the LA). Both default to all methods.
 
     Raises:
         ValueError: fewer than one method, an LA method not among ``methods``, or a method that failed on
@@ -373,9 +376,12 @@ def compare_folders(
     if not methods:
         raise ValueError("no prediction folders to compare")
     la_methods = list(methods) if la_methods is None else list(la_methods)
-    unknown = [m for m in la_methods if m not in methods]
+    scar_methods = list(methods) if scar_methods is None else list(scar_methods)
+    unknown = [m for m in la_methods + scar_methods if m not in methods]
     if unknown:
-        raise ValueError(f"LA methods {unknown} are not among the compared methods {list(methods)}")
+        raise ValueError(f"LA or scar methods {unknown} are not among the compared methods {list(methods)}")
+    if not la_methods and not scar_methods:
+        raise ValueError("neither an LA nor a scar method to compare")
     out_dir = Path(out_dir)
     slugs = [method_slug(m) for m in methods]
     if len(set(slugs)) != len(slugs):
@@ -387,9 +393,10 @@ def compare_folders(
     tables = {}
     if la_methods:
         tables["la"] = compare_methods({m: rows[m] for m in la_methods}, "la", metrics)
-    tables["scar"] = compare_methods(rows, "scar", metrics)
+    if scar_methods:
+        tables["scar"] = compare_methods({m: rows[m] for m in scar_methods}, "scar", metrics)
     write_comparison(tables, out_dir)
     from bundle.plots import rate_figure  # matplotlib only here
 
-    rate_figure(rows, {"la": la_methods, "scar": list(methods)}, out_dir / RATE_FIGURE)
+    rate_figure(rows, {"la": la_methods, "scar": scar_methods}, out_dir / RATE_FIGURE)
     return tables

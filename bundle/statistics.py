@@ -41,6 +41,8 @@ def pearson(reference: Sequence[float], measured: Sequence[float]) -> dict[str, 
     x, y = np.asarray(reference, dtype=np.float64), np.asarray(measured, dtype=np.float64)
     if x.shape != y.shape or x.size < 3:
         raise ValueError(f"Pearson correlation needs two equally long series of >= 3 values, got {x.size} and {y.size}")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        raise ValueError("a constant series has no correlation")
     r, p = stats.pearsonr(x, y)
     fit = stats.linregress(x, y)
     return {"r": float(r), "p": float(p), "slope": float(fit.slope), "intercept": float(fit.intercept), "n": int(x.size)}

@@ -33,12 +33,14 @@ def main(
     layout: str = "datalist",
     split: str = "test",
     la_methods: str | tuple | None = None,
+    scar_methods: str | tuple | None = None,
     metrics: str | tuple = ",".join(PAPER_METRICS),
     csv: str | None = None,
     log_level: str = "WARNING",
 ) -> None:
     """``methods``: a JSON object (or dict) ``{name: prediction folder}``, in table order. ``la_methods``: the
-    methods that segment the LA themselves (comma-separated; default all), for the LA table."""
+    methods that segment the LA themselves (comma-separated; default all), for the LA table; ``scar_methods``:
+    those that segment scar, for the scar table (default all)."""
     setup_logging(log_level)
     if isinstance(methods, str):
         try:
@@ -48,7 +50,7 @@ def main(
     if not isinstance(methods, dict):
         raise SystemExit(f"--methods must be a JSON object {{name: folder}}, got {type(methods).__name__}")
     records = split_records(load_plan(plan), split, dataset, layout, csv)
-    tables = compare_folders(methods, records, out, _names(la_methods), _names(metrics))
+    tables = compare_folders(methods, records, out, _names(la_methods), _names(metrics), _names(scar_methods))
     print("\n\n".join(format_table(t) for t in tables.values()))
     print(f"\nsaved {out}/comparison.md, comparison.json, comparison.csv")
 

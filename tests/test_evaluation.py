@@ -183,6 +183,10 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
     strict_json(tmp_path / "cmp" / "comparison.json")
     with pytest.raises(ValueError, match="not among the compared methods"):
         compare_folders(methods, records, tmp_path / "cmp2", la_methods=["Other"])
+    la_only = compare_folders(methods, records, tmp_path / "cmp3", scar_methods=["Worse"])
+    assert list(la_only["la"]["methods"]) == ["Good net", "Worse"] and list(la_only["scar"]["methods"]) == ["Worse"]
+    with pytest.raises(ValueError, match="neither an LA nor a scar method"):
+        compare_folders(methods, records, tmp_path / "cmp4", la_methods=[], scar_methods=[])
 
     # the command line: a missing prediction folder fails that method's scans, and the comparison says so
     cmd = [sys.executable, "scripts/compare.py", "--methods", json.dumps({**methods, "Empty": str(tmp_path / "none")}),

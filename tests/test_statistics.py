@@ -48,3 +48,8 @@ def test_bland_altman_bias_and_limits():
     assert ba["lower"] == pytest.approx(2.0 - 1.96 * sd) and ba["upper"] == pytest.approx(2.0 + 1.96 * sd)
     with pytest.raises(ValueError):
         bland_altman([1.0], [1.0])
+
+
+def test_pearson_refuses_a_constant_series():
+    with pytest.raises(ValueError, match="constant series"):
+        pearson([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
