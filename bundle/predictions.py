@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from bundle.atomic import atomic_write_text
 from bundle.case import Case
 from bundle.errors import DatasetError
-from bundle.io import orientation_code, write_image
+from bundle.io import orientation_code, read_image, write_image
 from bundle.labels import compose_label
 from bundle.layouts import read_mask
 from bundle.wall import scar_burden
@@ -196,3 +196,39 @@ def write_report(rows: Sequence[Mapping], out_dir: str | Path, meta: Mapping | N
                 "n_failed": sum(r.get("status") == "failed" for r in rows), "scans": list(rows)}
     json_path = atomic_write_text(out_dir / "report.json", json.dumps(json_safe(document), indent=2) + "\n")
     return csv_path, json_path
+
+
+def prediction_scans(pred_dir: str | Path) -> list[str]:
+    """Scan folders of a prediction folder (those holding ``la.nii.gz``), in name order.
+
+    Raises:
+        DatasetError: the folder is missing or holds no scan folder.
+    """
+    root = Path(pred_dir)
+    if not root.is_dir():
+        raise DatasetError(root, "prediction folder not found")
+    scans = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / LA_FILE).exists())
+    if not scans:
+        raise DatasetError(root, f"no scan folders with {LA_FILE} in it")
+    return scans
+
+
+def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None) -> list[dict]:
+    """Scar report of every scan of a prediction folder (masks made by any tool in this format), on the
+    masks' own grid; written as ``report.csv|json`` into ``out_dir`` (default: the folder itself).
+
+    A scan whose masks are unreadable, not binary, on different grids, or with scar outside the LA is a
+    ``failed`` row; the others are reported.
+    """
+    pred_dir = Path(pred_dir)
+
+    def process(item: Mapping) -> dict:
+        la_path = pred_dir / item["scan"] / LA_FILE
+        reference = read_image(la_path)
+        label = read_prediction(pred_dir, item["scan"], reference, la_path)
+        return quantify(label, reference)
+
+    items = [{"scan": s, "image": str(pred_dir / s / LA_FILE)} for s in prediction_scans(pred_dir)]
+    rows = run_batch(items, process, what="quantification")
+    write_report(rows, pred_dir if out_dir is None else out_dir, {"quantified": str(pred_dir)})
+    return rows

@@ -199,3 +199,32 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Table IV layout" in run.stdout and "Table V layout" in run.stdout and "| Good net" in run.stdout
     assert f"over {len(plan['split']['test'])} scans" in run.stdout
+
+
+def test_quantify_folder_and_its_command_on_hand_built_masks(tmp_path):
+    from bundle.predictions import quantify_folder
+
+    label, n_la, n_wall, n_scar = hand_case()
+    reference = sitk.GetImageFromArray(label.astype(np.float32))
+    reference.SetSpacing(SPACING)
+    reference.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    write_prediction(tmp_path / "masks", "good", label > 0, label == 2, reference)
+    write_prediction(tmp_path / "masks", "bad", label > 0, label == 2, reference)
+    scar = sitk.GetImageFromArray(np.ones(label.shape, np.uint8))  # scar everywhere, outside the LA too
+    scar.CopyInformation(reference)
+    sitk.WriteImage(scar, str(tmp_path / "masks" / "bad" / "scar.nii.gz"))
+    rows = quantify_folder(tmp_path / "masks", tmp_path / "report")
+    assert [(r["scan"], r["status"]) for r in rows] == [("bad", "failed"), ("good", "ok")]
+    assert "outside the predicted LA" in rows[0]["error"]
+    assert rows[1]["scar_percent"] == pytest.approx(100 * n_scar / n_wall)
+    assert rows[1]["la_ml"] == pytest.approx(n_la * VOXEL_ML)
+    assert strict_json(tmp_path / "report" / "report.json")["n_failed"] == 1
+
+    run = subprocess.run([sys.executable, "scripts/quantify.py", "--predictions", str(tmp_path / "masks")], cwd=REPO,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "good: LA 1.76 ml, wall 0.98 ml, scar 0.10 ml = 9.9 % of the wall" in run.stdout
+    assert "bad: failed" in run.stdout and (tmp_path / "masks" / "report.csv").is_file()
+    missing = subprocess.run([sys.executable, "scripts/quantify.py", "--predictions", str(tmp_path / "none")],
+                             cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert missing.returncode == 2 and "prediction folder not found" in missing.stderr
