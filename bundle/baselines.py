@@ -43,17 +43,26 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from skimage.filters import threshold_otsu
 
 from bundle.case import Case
 from bundle.labels import compose_label, la_mask
 from bundle.layouts import load_case
 from bundle.planning.planner import load_plan
-from bundle.predictions import BATCH_ERRORS, drop_stale, quantify, read_prediction, write_prediction, write_report
+from bundle.predictions import (
+    BATCH_ERRORS,
+    axial_wall,
+    drop_stale,
+    quantify,
+    read_prediction,
+    write_prediction,
+    write_report,
+)
 from bundle.preprocessing import split_records
 from bundle.toolkit import REFERENCE as KMEANS_REFERENCE
 from bundle.toolkit import kmeans_scar
-from bundle.wall import WALL_THICKNESS_MM, derived_wall
+from bundle.wall import WALL_THICKNESS_MM
 
 logger = logging.getLogger(__name__)
 
@@ -203,10 +212,12 @@ def scar_masks(
 # --------------------------------------------------------------------------------- pool and wall
 
 
-def la_regions(la: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """``(pool, wall)`` of an LA mask: wall = :func:`bundle.wall.derived_wall` (2.5 mm), pool = LA minus wall."""
+def la_regions(la: np.ndarray, reference: sitk.Image | Case) -> tuple[np.ndarray, np.ndarray]:
+    """``(pool, wall)`` of an LA mask on ``reference``'s grid: wall = :func:`bundle.wall.derived_wall` (2.5 mm,
+    peeled in the axial plane whatever the stored axis order, :func:`bundle.predictions.axial_wall`),
+    pool = LA minus wall."""
     la = np.asarray(la) > 0
-    wall = derived_wall(la, spacing)
+    wall = axial_wall(la, reference)
     return la & ~wall, wall
 
 
@@ -217,14 +228,14 @@ def case_regions(case: Case, la: np.ndarray | None = None) -> tuple[np.ndarray, 
     ``source`` says which: ``"given"``, ``"derived"`` or ``"predicted"``.
     """
     if la is not None:
-        pool, wall = la_regions(la, case.spacing)
+        pool, wall = la_regions(la, case)
         return np.asarray(la) > 0, pool, wall, "predicted"
     if case.cavity is not None and case.wall is not None:
         wall = np.asarray(case.wall) > 0
         pool = (np.asarray(case.cavity) > 0) & ~wall
         return pool | wall, pool, wall, "given"
     la = la_mask(case.label)
-    pool, wall = la_regions(la, case.spacing)
+    pool, wall = la_regions(la, case)
     return la, pool, wall, "derived"
 
 

@@ -11,7 +11,8 @@ JSON and CSV, and :func:`read_metrics_csv` reads a method's per-case ``metrics.c
 Paired t-test, by definition here: ``t`` and ``p`` of ``scipy.stats.ttest_rel(method, best)`` over
 the scans where both values are finite (``t`` < 0 when the method's mean is lower than the best's);
 ``t = p = NaN`` when fewer than 2 pairs remain or all paired differences are exactly zero (nothing to
-test; never marked significant). The best method itself is not tested: ``t = p = NaN``, ``n_pairs = 0``.
+test; never marked significant); t = +-inf and p = 0 when every pair differs by the same non-zero
+amount. The best method itself is not tested: ``t = p = NaN``, ``n_pairs = 0``.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def paired_t_test(values: Sequence[float], best: Sequence[float]) -> dict[str, f
     """Two-sided paired t-test of ``values`` against ``best`` (same scans, same order), NaN pairs dropped.
 
     ``t`` = mean(d) / (SD(d) / sqrt(n)) with d = values - best (``scipy.stats.ttest_rel``); ``t = p = NaN``
-    when fewer than 2 pairs remain or all differences are zero.
+    when fewer than 2 pairs remain or all differences are zero; ``t = +-inf, p = 0`` when all are the same
+    non-zero value.
     """
     a, b = np.asarray(values, dtype=np.float64), np.asarray(best, dtype=np.float64)
     if a.shape != b.shape:
@@ -122,8 +124,12 @@ def paired_t_test(values: Sequence[float], best: Sequence[float]) -> dict[str, f
     keep = np.isfinite(a) & np.isfinite(b)
     a, b = a[keep], b[keep]
     n = int(a.size)
-    if n < 2 or np.all(a == b):
+    diff = a - b
+    if n < 2 or np.allclose(diff, 0.0, rtol=0.0, atol=1e-12):
         return {"t": math.nan, "p": math.nan, "n_pairs": n}
+    if np.allclose(diff, diff[0], rtol=1e-9, atol=1e-12):  # the same non-zero difference on every scan (to
+        # rounding): t is infinite, p = 0 (scipy would divide by a zero SD, or by rounding noise)
+        return {"t": math.copysign(math.inf, float(diff[0])), "p": 0.0, "n_pairs": n}
     result = stats.ttest_rel(a, b)
     return {"t": float(result.statistic), "p": float(result.pvalue), "n_pairs": n}
 

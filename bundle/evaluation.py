@@ -24,7 +24,7 @@ from bundle.case import Case
 from bundle.labels import la_mask, scar_mask
 from bundle.layouts import load_case
 from bundle.metrics import METRICS, segmentation_metrics
-from bundle.predictions import json_safe, quantify, read_prediction, rows_to_csv, run_batch
+from bundle.predictions import axial_array, json_safe, quantify, read_prediction, rows_to_csv, run_batch
 from bundle.statistics import GROUPS, bland_altman, pearson, summarize
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,8 @@ def evaluate_predictions(
         for tag, row in extreme_cases(ok).items():
             case = load_case(dict(by_scan[row["scan"]]))
             pred = read_prediction(prediction_dir, row["scan"], case, by_scan[row["scan"]]["image"])
-            figures.overlay_figure(case.image, case.label, pred, out_dir / f"overlay_{tag}_{row['scan']}.png",
+            image, truth, pred = (axial_array(a, case) for a in (case.image, case.label, pred))
+            figures.overlay_figure(image, truth, pred, out_dir / f"overlay_{tag}_{row['scan']}.png",
                                    f"{tag} case {row['scan']}: LA DSC {row['la_dsc']:.3f}, scar DSC "
                                    f"{row['scar_dsc']:.3f}")
     logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, scar DSC %.3f", len(rows), len(rows) - len(ok),

@@ -2,9 +2,10 @@
 
 One scan goes through the same steps as training data (:func:`bundle.preprocessing.preprocess_image`),
 after being turned to the plan's orientation so its array axes are the ones the 2D axial network
-learnt. The [LA, scar] probabilities are resampled back to the scan's own spacing and orientation,
-thresholded and post-processed there (the multi-task LA U-Net paper, Sec. 2.2: closing, largest
-connected component, scar inside the LA), and written with exactly the input's geometry.
+learnt. The [LA, scar] probabilities are resampled back to the scan's own spacing, thresholded and
+post-processed in that (axial) frame (the multi-task LA U-Net paper, Sec. 2.2: closing, largest
+connected component, scar inside the LA), turned back to the scan's own axis order and written with
+exactly the input's geometry.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from monai.inferers import Inferer, SliceInferer
 
 from bundle.errors import DatasetError
 from bundle.io import geometry_differences, image_suffix, orientation_code, read_image
-from bundle.layouts import read_dataset
+from bundle.layouts import read_dataset, safe_name
 from bundle.postprocess import postprocess
 from bundle.predictions import drop_stale, quantify, run_batch, write_prediction, write_report
 from bundle.preprocessing import preprocess_image, resample_in_plane, split_records
@@ -69,9 +70,15 @@ def scan_records(
         raise DatasetError(root, f"a split ({split!r}) needs a dataset layout; a folder of scans has no split")
     if not root.is_dir():
         raise DatasetError(root, "folder of scans not found")
-    files = sorted(p for p in root.iterdir() if p.is_file() and image_suffix(p) in SCAN_SUFFIXES)
+    files = sorted(p for p in root.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and image_suffix(p) in SCAN_SUFFIXES)
     if not files:
         raise DatasetError(root, f"no scans in the folder (looked for {', '.join(SCAN_SUFFIXES)})")
+    for path in files:
+        try:
+            safe_name(scan_name(path))
+        except ValueError as err:
+            raise DatasetError(path, f"rename it: {err}") from None
     names = Counter(scan_name(p) for p in files)
     twice = sorted(n for n, k in names.items() if k > 1)
     if twice:
@@ -124,11 +131,11 @@ class Segmenter:
         self, network: torch.nn.Module | Callable, plan: Mapping, inferer: Inferer | None = None,
         device: str | torch.device = "cpu", closing_radius_mm: float = 0.0, batch_size: int = 8,
     ) -> None:
-        self.network = network
+        self.device = torch.device(device)
+        self.network = network.to(self.device) if isinstance(network, torch.nn.Module) else network
         self.plan = dict(plan)
         self.inferer = inferer or SliceInferer(roi_size=(-1, -1), spatial_dim=0, sw_batch_size=batch_size,
                                                progress=False)
-        self.device = torch.device(device)
         self.closing_radius_mm = float(closing_radius_mm)
         self.orientation = plan_orientation(self.plan)
 
@@ -218,4 +225,9 @@ class BatchSegmenter:
         self.meta = dict(meta or {})
 
     def run(self) -> list[dict]:
-        return segment_scans(self.dataset, self.segmenter, self.output_dir, self.save_probabilities, self.meta)
+        """Segment the dataset; raises after writing the report when not a single scan could be segmented."""
+        rows = segment_scans(self.dataset, self.segmenter, self.output_dir, self.save_probabilities, self.meta)
+        if rows and all(r["status"] == "failed" for r in rows):
+            raise RuntimeError(f"no scan could be segmented (first error: {rows[0]['error']}); see "
+                               f"{self.output_dir / 'report.csv'}")
+        return rows

@@ -94,7 +94,8 @@ def _record(layout: str, image: str, scan: str, patient: str = "", ablation: str
     return record
 
 
-def _safe_name(name: str, what: str = "scan id") -> str:
+def safe_name(name: str, what: str = "scan id") -> str:
+    """``name`` if it is a safe single file name (letters, digits, '.', '_', '-'; not '.' or '..'), else ValueError."""
     if not name or not _SAFE_NAME.fullmatch(name) or name in (".", ".."):
         raise ValueError(f"{what} {name!r} is not a safe file name (letters, digits, '.', '_', '-')")
     return name
@@ -467,7 +468,7 @@ def write_case(case: Case, root: str | Path, layout: str, *, name: str | None = 
     root = Path(root)
     if name is None:
         name = _next_train_name(root) if layout == "lascarqs2022" else case.scan
-    name = _safe_name(name)
+    name = safe_name(name)
     writers = {"miccai2018": _write_miccai, "lascarqs2022": _write_lascarqs, "datalist": _write_datalist}
     return writers[layout](case, root, name)
 
@@ -509,7 +510,7 @@ def write_dataset(cases: Iterable[Case], root: str | Path, layout: str) -> list[
     root = Path(root)
     records: list[dict] = []
     for i, case in enumerate(cases, start=1):
-        name = f"train_{i}" if layout == "lascarqs2022" else _safe_name(case.scan)
+        name = f"train_{i}" if layout == "lascarqs2022" else safe_name(case.scan)
         if any(r["scan"] == name for r in records):
             raise ValueError(f"scan id {name!r} appears twice")
         records.append(write_case(case, root, layout, name=name))

@@ -34,8 +34,8 @@ from bundle.case import Case
 from bundle.errors import DatasetError
 from bundle.io import orientation_code, read_image, write_image
 from bundle.labels import compose_label
-from bundle.layouts import read_mask
-from bundle.wall import scar_burden
+from bundle.layouts import read_mask, safe_name
+from bundle.wall import derived_wall, scar_burden
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def write_prediction(
     and renamed into place, replacing an older one, so it is never left half-written.
     """
     out_dir = Path(out_dir)
+    safe_name(scan)
     out_dir.mkdir(parents=True, exist_ok=True)
     la = np.asarray(la) > 0
     scar = (np.asarray(scar) > 0) & la
@@ -86,6 +87,10 @@ def write_prediction(
 
 def drop_stale(out_dir: str | Path, scan: str) -> None:
     """Remove an older prediction of a scan that failed now, so no stale masks stand beside its failed row."""
+    try:
+        safe_name(scan)
+    except ValueError:
+        return  # not a folder this bundle could have written
     folder = Path(out_dir) / scan
     if folder.is_dir():
         shutil.rmtree(folder)
@@ -119,6 +124,38 @@ AXIAL_ORIENTATION = "LPS"
 """A frame whose array axis 0 is axial, for peeling the wall in the axial plane (flips do not matter)."""
 
 
+def _on_grid(array: np.ndarray, reference: sitk.Image | Case) -> sitk.Image:
+    """``array`` as an image with ``reference``'s geometry."""
+    if isinstance(reference, Case):
+        return reference.to_image(np.asarray(array))
+    image = sitk.GetImageFromArray(np.asarray(array))
+    image.CopyInformation(reference)
+    return image
+
+
+def _axial(image: sitk.Image) -> sitk.Image:
+    """``image`` with array axis 0 axial (turned only when it is stored otherwise)."""
+    return image if orientation_code(image)[2] in "SI" else sitk.DICOMOrient(image, AXIAL_ORIENTATION)
+
+
+def axial_array(array: np.ndarray, reference: sitk.Image | Case) -> np.ndarray:
+    """An array on ``reference``'s grid re-expressed with axis 0 axial (for figures of axial slices)."""
+    return sitk.GetArrayFromImage(_axial(_on_grid(np.asarray(array), reference)))
+
+
+def axial_wall(la: np.ndarray, reference: sitk.Image | Case) -> np.ndarray:
+    """:func:`bundle.wall.derived_wall` of an LA mask on ``reference``'s grid, peeled in the axial plane
+    whatever order the scan's axes are stored in; returned on that grid."""
+    image = _on_grid((np.asarray(la) > 0).astype(np.uint8), reference)
+    turned = _axial(image)
+    wall = derived_wall(sitk.GetArrayFromImage(turned), turned.GetSpacing())
+    if turned is image:
+        return wall
+    back = sitk.GetImageFromArray(wall.astype(np.uint8))
+    back.CopyInformation(turned)
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(back, orientation_code(image))) > 0
+
+
 def quantify(label: np.ndarray, reference: sitk.Image | Case) -> dict[str, float]:
     """Scar report values of a label map on ``reference``'s grid: ``la_ml``, ``wall_ml``, ``scar_ml``,
     ``scar_percent`` (:func:`bundle.wall.scar_burden`).
@@ -126,11 +163,7 @@ def quantify(label: np.ndarray, reference: sitk.Image | Case) -> dict[str, float
     The wall is peeled in the axial plane whatever order the scan's axes are stored in: the label is
     turned to an axial frame first, so a scan stored sagitally gets the same numbers as its axial copy.
     """
-    image = reference.to_image(np.asarray(label)) if isinstance(reference, Case) else sitk.GetImageFromArray(label)
-    if not isinstance(reference, Case):
-        image.CopyInformation(reference)
-    if orientation_code(image)[2] not in "SI":
-        image = sitk.DICOMOrient(image, AXIAL_ORIENTATION)
+    image = _axial(_on_grid(np.asarray(label), reference))
     return scar_burden(sitk.GetArrayFromImage(image), image.GetSpacing())
 
 
@@ -215,7 +248,8 @@ def prediction_scans(pred_dir: str | Path) -> list[str]:
 
 def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None) -> list[dict]:
     """Scar report of every scan of a prediction folder (masks made by any tool in this format), on the
-    masks' own grid; written as ``report.csv|json`` into ``out_dir`` (default: the folder itself).
+    masks' own grid; written as ``report.csv|json`` into ``out_dir`` (default: ``<pred_dir>/quantified``, so
+    the report inference wrote beside the masks stays).
 
     A scan whose masks are unreadable, not binary, on different grids, or with scar outside the LA is a
     ``failed`` row; the others are reported.
@@ -230,5 +264,5 @@ def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None) -> 
 
     items = [{"scan": s, "image": str(pred_dir / s / LA_FILE)} for s in prediction_scans(pred_dir)]
     rows = run_batch(items, process, what="quantification")
-    write_report(rows, pred_dir if out_dir is None else out_dir, {"quantified": str(pred_dir)})
+    write_report(rows, pred_dir / "quantified" if out_dir is None else out_dir, {"quantified": str(pred_dir)})
     return rows

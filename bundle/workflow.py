@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import time
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,8 +38,15 @@ def load_weights(network: torch.nn.Module, checkpoint: str | Path, key: str | No
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise DatasetError(checkpoint, "checkpoint not found")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, zipfile.BadZipFile) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DatasetError(checkpoint, f"not a readable PyTorch state dict (a TorchScript model needs the .ts "
+                                       f"suffix): {reason}") from None
     if key is not None:
+        if not isinstance(state, dict) or key not in state:
+            raise DatasetError(checkpoint, f"checkpoint has no {key!r} entry")
         state = state[key]
     try:
         network.load_state_dict(state)

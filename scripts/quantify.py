@@ -4,7 +4,7 @@
 
 The folder holds ``<scan>/la.nii.gz`` and ``<scan>/scar.nii.gz`` (the format every method of this bundle
 writes; manual masks of another tool can be laid out the same way). The report (``report.csv``, ``report.json``)
-goes to ``out`` (default: the folder itself).
+goes to ``out`` (default: ``<predictions>/quantified``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main(predictions: str, out: str | None = None, log_level: str = "WARNING") -
                   f"= {row['scar_percent']:.1f} % of the wall")
         else:
             print(f"{row['scan']}: failed: {row['error']}")
-    print(f"report: {out or predictions}/report.csv, report.json")
+    print(f"report: {out or predictions + '/quantified'}/report.csv, report.json")
 
 
 if __name__ == "__main__":

@@ -232,16 +232,16 @@ def test_case_regions_prefer_the_given_cavity_and_wall(batch):
     la, pool, wall, source = case_regions(case, predicted)
     assert source == "predicted"
     np.testing.assert_array_equal(la, predicted)
-    np.testing.assert_array_equal((pool, wall), la_regions(predicted, case.spacing))
+    np.testing.assert_array_equal((pool, wall), la_regions(predicted, case))
 
 
 def test_given_cavity_and_wall_of_a_miccai_dataset_are_used(batch, tmp_path):
     root, plan, _, _ = batch
     cases = [load_case(r) for r in split_records(plan, "test", root, "datalist")]
     for case in cases:  # cavity = the phantom's LA minus its derived wall; wall = the toolkit's dilation
-        case.cavity = la_regions(case.label > 0, case.spacing)[0]
+        case.cavity = la_regions(case.label > 0, case)[0]
         case.wall = toolkit_wall(case.cavity)
-        assert (case.wall != la_regions(case.cavity | case.wall, case.spacing)[1]).any()  # not the derived wall
+        assert (case.wall != la_regions(case.cavity | case.wall, case)[1]).any()  # not the derived wall
     write_dataset(cases, tmp_path / "miccai", "miccai2018")
     out = tmp_path / "out"
     rows = run_baselines(tmp_path / "miccai", "miccai2018", root.parent / "tiny.json", out, methods="2sd")
@@ -289,7 +289,7 @@ def test_la_from_a_prediction_folder(batch, tmp_path):
     (out / "3sd" / missing).mkdir(parents=True)  # an older result of the scan that now fails
     rows = run_baselines(root, "datalist", root.parent / "tiny.json", out, methods=["3sd", "iir1.2"],
                          la_from=pred_dir)
-    pool, wall = la_regions(predicted, case.spacing)
+    pool, wall = la_regions(predicted, case)
     for name in ("3sd", "iir1.2"):
         status = {r["scan"]: r["status"] for r in rows[name]}
         assert status == {have: "ok", missing: "failed"}

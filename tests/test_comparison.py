@@ -314,3 +314,11 @@ def test_read_metrics_csv_missing_file(tmp_path):
     with pytest.raises(DatasetError, match="metrics file not found") as info:
         read_metrics_csv(tmp_path / "nope" / "metrics.csv")
     assert "nope" in info.value.path
+
+
+def test_paired_t_test_of_a_constant_non_zero_difference_is_infinite():
+    from bundle.comparison import paired_t_test
+
+    out = paired_t_test([0.8, 0.7, 0.6], [0.9, 0.8, 0.7])
+    assert out["t"] == float("-inf") and out["p"] == 0.0 and out["n_pairs"] == 3
+    assert math.isnan(paired_t_test([0.1 + 0.2, 0.5], [0.3, 0.5])["p"])  # equal up to rounding: nothing to test

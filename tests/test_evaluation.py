@@ -60,6 +60,22 @@ def test_scar_percentage_does_not_depend_on_how_the_axes_are_stored():
         assert values == pytest.approx(quantify(label, axial)), code
 
 
+def test_the_wall_is_peeled_in_the_axial_plane_whatever_the_stored_axis_order():
+    from bundle.predictions import axial_wall
+
+    label, _, n_wall, _ = hand_case()
+    axial = sitk.GetImageFromArray(label)
+    axial.SetSpacing(SPACING)
+    wall = axial_wall(label > 0, axial)
+    assert wall.sum() == n_wall
+    for code in ("PSL", "SLP", "RAS"):
+        stored = sitk.DICOMOrient(axial, code)
+        turned_wall = axial_wall(sitk.GetArrayFromImage(stored) > 0, stored)
+        back = sitk.GetImageFromArray(turned_wall.astype(np.uint8))
+        back.CopyInformation(stored)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.DICOMOrient(back, "LPS")) > 0, wall)
+
+
 def test_evaluate_case_on_hand_built_masks():
     label, *_ = hand_case()
     pred = label.copy()
@@ -224,7 +240,7 @@ def test_quantify_folder_and_its_command_on_hand_built_masks(tmp_path):
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "good: LA 1.76 ml, wall 0.98 ml, scar 0.10 ml = 9.9 % of the wall" in run.stdout
-    assert "bad: failed" in run.stdout and (tmp_path / "masks" / "report.csv").is_file()
+    assert "bad: failed" in run.stdout and (tmp_path / "masks" / "quantified" / "report.csv").is_file()
     missing = subprocess.run([sys.executable, "scripts/quantify.py", "--predictions", str(tmp_path / "none")],
                              cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "prediction folder not found" in missing.stderr

@@ -22,7 +22,7 @@ from bundle.inference import (
 from bundle.io import orientation_code, read_image, same_geometry
 from bundle.layouts import read_dataset
 from bundle.networks import CascadeNet
-from bundle.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, quantify
+from bundle.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, drop_stale, quantify, write_prediction
 from bundle.preprocessing import normalize
 
 SPACING = (0.625, 0.625, 2.5)
@@ -182,6 +182,10 @@ def test_a_bad_scan_is_reported_and_the_others_are_written(tmp_path, plan):
     report = json.loads((out / "report.json").read_text())
     assert report["n_failed"] == 1 and report["meta"]["model"] == "threshold"
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
+    all_bad = BatchSegmenter([{"scan": "b", "image": str(scans / "b.nii.gz")}], runner.segmenter, tmp_path / "bad")
+    with pytest.raises(RuntimeError, match="no scan could be segmented"):
+        all_bad.run()
+    assert (tmp_path / "bad" / "report.csv").is_file()
 
 
 def test_scan_records_errors_and_dataset_splits(tmp_path, tiny_dataset):
@@ -196,6 +200,16 @@ def test_scan_records_errors_and_dataset_splits(tmp_path, tiny_dataset):
         scan_records(tmp_path)
     with pytest.raises(DatasetError, match="needs a dataset layout"):
         scan_records(tmp_path, split="test")
+    (tmp_path / "x.nrrd").unlink()
+    write_scan(box_array(), tmp_path / "._x.nii.gz")  # hidden files (e.g. macOS metadata) are not scans
+    assert [r["scan"] for r in scan_records(tmp_path)] == ["x"]
+    write_scan(box_array(), tmp_path / "a b.nii.gz")
+    with pytest.raises(DatasetError, match="a b.nii.gz: rename it"):
+        scan_records(tmp_path)
+    with pytest.raises(ValueError, match="not a safe file name"):
+        write_prediction(tmp_path / "out", "", box_label() > 0, box_label() == 2, sitk.GetImageFromArray(box_array()))
+    drop_stale(tmp_path, "")  # never the output folder itself
+    assert (tmp_path / "x.nii.gz").is_file()
     test = scan_records(root, "datalist", tiny_plan, "test")
     assert [r["scan"] for r in test] == tiny_plan["split"]["test"]
     assert len(scan_records(root, "datalist")) == tiny_plan["fingerprint"]["summary"]["n_scans"]
@@ -220,6 +234,11 @@ def test_load_model_reads_torchscript_and_state_dicts(tmp_path):
     (tmp_path / "bad.ts").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="bad.ts: not a TorchScript model"):
         load_model(tmp_path / "bad.ts")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    for bad in ("bad.pt", "model.ts"):  # garbage, and a TorchScript archive given as a state dict
+        (tmp_path / f"as_state_{bad}.pt").write_bytes((tmp_path / bad).read_bytes())
+        with pytest.raises(DatasetError, match="not a readable PyTorch state dict"):
+            load_model(tmp_path / f"as_state_{bad}.pt", CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4))
 
 
 def test_inference_benchmark_times_a_small_scan():
