@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -54,6 +54,7 @@ from bundle.predictions import (
     BATCH_ERRORS,
     axial_wall,
     drop_stale,
+    failed_row,
     quantify,
     read_prediction,
     write_prediction,
@@ -242,11 +243,6 @@ def case_regions(case: Case, la: np.ndarray | None = None) -> tuple[np.ndarray, 
 # ------------------------------------------------------------------------------------------- batch
 
 
-def _failed(record: Mapping, error: BaseException) -> dict:
-    return {"scan": str(record.get("scan", "")), "image": str(record.get("image", "")), "status": "failed",
-            "error": str(error) or type(error).__name__}
-
-
 def run_baselines(
     dataset_dir: str | Path,
     layout: str,
@@ -289,7 +285,7 @@ def run_baselines(
         except BATCH_ERRORS as err:
             logger.error("baselines scan %d/%d %s failed and is skipped: %s", i, len(records), scan, err)
             for name in names:
-                rows[name].append(_failed(record, err))
+                rows[name].append(failed_row(record, err))
                 drop_stale(out_dir / name, scan)
             continue
         sources.add(source)
@@ -301,7 +297,7 @@ def run_baselines(
                        **quantify(compose_label(la, scar), case)}
             except BATCH_ERRORS as err:
                 logger.error("baseline %s on scan %s failed: %s", name, scan, err)
-                row = _failed(record, err)
+                row = failed_row(record, err)
                 drop_stale(out_dir / name, scan)
             rows[name].append(row)
         logger.info("baselines scan %d/%d %s: done (%s wall)", i, len(records), scan, source)

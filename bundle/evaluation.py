@@ -25,7 +25,7 @@ from bundle.labels import la_mask, scar_mask
 from bundle.layouts import load_case
 from bundle.metrics import METRICS, segmentation_metrics
 from bundle.predictions import axial_array, json_safe, quantify, read_prediction, rows_to_csv, run_batch
-from bundle.statistics import GROUPS, bland_altman, pearson, summarize
+from bundle.statistics import GROUPS, bland_altman, group_members, pearson, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,6 @@ def _agreement_of(truth: Sequence[float], pred: Sequence[float]) -> dict:
             value = function(truth, pred)
         except ValueError as err:
             value, entry[f"{stat}_error"] = None, str(err)
-        if stat == "pearson" and value is not None and not math.isfinite(value["r"]):
-            value, entry["pearson_error"] = None, "a constant series has no correlation"
         entry[stat] = value
     return entry
 
@@ -78,7 +76,7 @@ def agreement(rows: Sequence[Mapping], group_key: str = "ablation") -> dict[str,
     for name, (key, unit) in QUANTITIES.items():
         out[name] = {"unit": unit}
         for group in GROUPS:
-            members = [r for r in rows if group == "all" or r.get(group_key) == group]
+            members = group_members(rows, group, group_key)
             truth = [float(r[f"gt_{key}"]) for r in members]
             pred = [float(r[f"pred_{key}"]) for r in members]
             out[name][group] = _agreement_of(truth, pred)

@@ -21,7 +21,7 @@ import torch
 from monai.inferers import Inferer, SliceInferer
 
 from bundle.errors import DatasetError
-from bundle.io import geometry_differences, image_suffix, orientation_code, read_image
+from bundle.io import geometry_differences, image_suffix, orientation_code, read_image, turn_array
 from bundle.layouts import read_dataset, safe_name
 from bundle.postprocess import postprocess
 from bundle.predictions import drop_stale, quantify, run_batch, write_prediction, write_report
@@ -74,16 +74,16 @@ def scan_records(
                    if p.is_file() and not p.name.startswith(".") and image_suffix(p) in SCAN_SUFFIXES)
     if not files:
         raise DatasetError(root, f"no scans in the folder (looked for {', '.join(SCAN_SUFFIXES)})")
-    for path in files:
+    records = [{"scan": scan_name(p), "image": str(p)} for p in files]
+    for record in records:
         try:
-            safe_name(scan_name(path))
+            safe_name(record["scan"])
         except ValueError as err:
-            raise DatasetError(path, f"rename it: {err}") from None
-    names = Counter(scan_name(p) for p in files)
-    twice = sorted(n for n, k in names.items() if k > 1)
+            raise DatasetError(record["image"], f"rename it: {err}") from None
+    twice = sorted(n for n, k in Counter(r["scan"] for r in records).items() if k > 1)
     if twice:
         raise DatasetError(root, f"scan names appear in two formats, rename one: {twice[:5]}")
-    return [{"scan": scan_name(p), "image": str(p)} for p in files]
+    return records
 
 
 def plan_orientation(plan: Mapping) -> str:
@@ -174,9 +174,7 @@ class Segmenter:
     @staticmethod
     def _turn_back(array: np.ndarray, turned: sitk.Image, image: sitk.Image, orientation: str) -> np.ndarray:
         """An array on ``turned``'s grid re-expressed on ``image``'s grid (axes permuted/flipped only)."""
-        on_turned = sitk.GetImageFromArray(array)
-        on_turned.CopyInformation(turned)
-        back = sitk.DICOMOrient(on_turned, orientation)
+        back = turn_array(array, turned, orientation)
         diffs = geometry_differences(image, back)
         if diffs:  # DICOMOrient only permutes and flips axes, so this would be a bug, not bad input
             raise RuntimeError(f"re-orientation did not restore the scan's grid: {'; '.join(diffs)}")

@@ -251,6 +251,13 @@ def check_same_geometry(
         raise DatasetError(other_path, f"does not match the grid of {Path(image_path).name}: " + "; ".join(diffs))
 
 
+def turn_array(array: np.ndarray, grid: sitk.Image, orientation: str) -> sitk.Image:
+    """An array on ``grid`` as an image turned to ``orientation`` (axes permuted and flipped, no resampling)."""
+    image = sitk.GetImageFromArray(np.asarray(array))
+    image.CopyInformation(grid)
+    return sitk.DICOMOrient(image, orientation)
+
+
 def orientation_code(direction: Sequence[float] | sitk.Image | Case) -> str:
     """Three-letter DICOM/ITK orientation code (e.g. ``"LPS"``, ``"RAS"``) of a direction matrix."""
     if isinstance(direction, sitk.Image):

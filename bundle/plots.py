@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from bundle.atomic import atomic_path
+from bundle.statistics import mean_sd
 
 DPI = 120
 TRUTH_COLOURS = {"LA": "#2ca02c", "scar": "#ffdd00"}
@@ -114,8 +115,6 @@ def rate_figure(method_rows: Mapping[str, Sequence[Mapping]], structures: Mappin
                 path: str | Path) -> Path:
     """Bars of mean over- and under-segmentation rate (OSR, USR) with SD whiskers per method, one panel per
     structure (JAS-GAN Figure 6). ``structures`` maps ``la``/``scar`` to the methods shown in its panel."""
-    from bundle.statistics import mean_sd
-
     panels = {s: m for s, m in structures.items() if m}
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (structure, methods) in zip(axes[0], panels.items(), strict=True):

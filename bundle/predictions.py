@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from bundle.atomic import atomic_write_text
 from bundle.case import Case
 from bundle.errors import DatasetError
-from bundle.io import orientation_code, read_image, write_image
+from bundle.io import orientation_code, read_image, turn_array, write_image
 from bundle.labels import compose_label
 from bundle.layouts import read_mask, safe_name
 from bundle.wall import derived_wall, scar_burden
@@ -151,9 +151,7 @@ def axial_wall(la: np.ndarray, reference: sitk.Image | Case) -> np.ndarray:
     wall = derived_wall(sitk.GetArrayFromImage(turned), turned.GetSpacing())
     if turned is image:
         return wall
-    back = sitk.GetImageFromArray(wall.astype(np.uint8))
-    back.CopyInformation(turned)
-    return sitk.GetArrayFromImage(sitk.DICOMOrient(back, orientation_code(image))) > 0
+    return sitk.GetArrayFromImage(turn_array(wall.astype(np.uint8), turned, orientation_code(image))) > 0
 
 
 def quantify(label: np.ndarray, reference: sitk.Image | Case) -> dict[str, float]:
@@ -167,6 +165,12 @@ def quantify(label: np.ndarray, reference: sitk.Image | Case) -> dict[str, float
     return scar_burden(sitk.GetArrayFromImage(image), image.GetSpacing())
 
 
+def failed_row(item: Mapping, error: BaseException) -> dict:
+    """The report row of an item (``scan``, ``image``) that failed with ``error``."""
+    return {"scan": str(item.get("scan", "")), "image": str(item.get("image", "")), "status": "failed",
+            "error": str(error) or type(error).__name__}
+
+
 def run_batch(items: Iterable[Mapping], process: Callable[[Mapping], dict], what: str = "scan") -> list[dict]:
     """``process`` each item (a record with ``scan`` and ``image``); a failing item gives a ``failed`` row.
 
@@ -177,14 +181,12 @@ def run_batch(items: Iterable[Mapping], process: Callable[[Mapping], dict], what
     items = list(items)
     for i, item in enumerate(items, 1):
         scan = str(item.get("scan", ""))
-        base = {"scan": scan, "image": str(item.get("image", ""))}
         try:
-            row = {**base, "status": "ok", **process(item)}
+            row = {"scan": scan, "image": str(item.get("image", "")), "status": "ok", **process(item)}
             logger.info("%s %d/%d %s: done", what, i, len(items), scan)
         except BATCH_ERRORS as err:
-            message = str(err) or type(err).__name__
-            logger.error("%s %d/%d %s failed and is skipped: %s", what, i, len(items), scan, message)
-            row = {**base, "status": "failed", "error": message}
+            row = failed_row(item, err)
+            logger.error("%s %d/%d %s failed and is skipped: %s", what, i, len(items), scan, row["error"])
         rows.append(row)
     return rows
 

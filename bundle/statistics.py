@@ -26,11 +26,16 @@ def mean_sd(values: Iterable[float]) -> dict[str, float | int]:
     return {"mean": float(finite.mean()), "sd": sd, "n": int(finite.size)}
 
 
+def group_members(rows: Sequence[Mapping], group: str, group_key: str = "ablation") -> list[Mapping]:
+    """The rows of one of :data:`GROUPS`: those whose ``group_key`` is ``group``, or every row for ``all``."""
+    return [r for r in rows if group == "all" or r.get(group_key) == group]
+
+
 def summarize(rows: Sequence[Mapping], metrics: Sequence[str], group_key: str = "ablation") -> dict[str, dict]:
     """``{group: {metric: mean_sd}}`` for the ``pre``, ``post`` and ``all`` groups of ``rows``."""
     out = {}
     for group in GROUPS:
-        members = [r for r in rows if group == "all" or r.get(group_key) == group]
+        members = group_members(rows, group, group_key)
         out[group] = {m: mean_sd(float(r[m]) for r in members if m in r) for m in metrics}
         out[group]["cases"] = len(members)
     return out
