@@ -210,6 +210,9 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
            "--out", str(tmp_path / "cli"), "--la_methods", "Good net"]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 2 and "method 'Empty' failed on" in run.stderr and "Traceback" not in run.stderr
+    bad_json = subprocess.run([*cmd[:3], "{not json", *cmd[4:]], cwd=REPO, capture_output=True, text=True,
+                              timeout=300, check=False)
+    assert bad_json.returncode != 0 and "--methods must be a JSON object" in bad_json.stderr
     cmd[3] = json.dumps(methods)
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -268,3 +268,26 @@ def test_the_real_carma_crop_gets_masks_on_its_own_grid(carma_dir, plan, tmp_pat
     for name in (LA_FILE, SCAR_FILE):
         mask = read_image(tmp_path / "out" / "autoscar" / name)
         assert same_geometry(image, mask) and mask.GetSize() == (214, 166, 19)
+
+
+def test_remaining_error_paths_name_the_file(tmp_path, plan):
+    from bundle.predictions import prediction_scans
+    from bundle.workflow import load_weights
+
+    network = CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4)
+    torch.save({"network": network.state_dict()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="checkpoint.pt: a state dict needs the network definition"):
+        load_model(tmp_path / "checkpoint.pt")
+    with pytest.raises(DatasetError, match="checkpoint.pt: checkpoint has no 'model' entry"):
+        load_weights(network, tmp_path / "checkpoint.pt", key="model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="empty: no scan folders with la.nii.gz"):
+        prediction_scans(tmp_path / "empty")
+    array = box_array()
+    array[0, 0, 0] = np.nan
+    (tmp_path / "scans").mkdir()
+    write_scan(array, tmp_path / "scans" / "nan.nrrd")
+    rows = segment_scans(scan_records(tmp_path / "scans"), Segmenter(threshold_net(plan, box_array()), plan),
+                         tmp_path / "out")
+    assert rows[0]["status"] == "failed" and "non-finite" in rows[0]["error"]
+    assert rows[0]["image"].endswith("nan.nrrd")
