@@ -32,7 +32,7 @@ OVERSHOOT_POINTS = 2.0
 SCANS = [ScanSpec(p, a) for p in (2, 3, 4, 5) for a in ("pre", "post")]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny(patient: int, ablation: str, seed: int = 0, nominal: bool = False):
     acquisition = Acquisition.nominal() if nominal else None
     return generate_scan(ScanSpec(patient, ablation), TINY, seed, acquisition=acquisition)
@@ -265,7 +265,46 @@ def test_profiles_match_the_cohorts():
     assert siemens.slices == (60, 68)
     assert all(abs(n * 0.7 - 380) < 15 for n in siemens.in_plane_sizes)  # FOV about 380 mm
     assert tiny_p.spacing == (2.0, 2.0, 4.0) and tiny_p.in_plane_sizes == (64,) and tiny_p.slices == (12, 12)
-    assert miccai.centre_on == siemens.centre_on == "body" and tiny_p.centre_on == "la"
+    assert miccai.centre_on == siemens.centre_on == PROFILES["tinyfov"].centre_on == "body" and tiny_p.centre_on == "la"
+    assert sorted(PROFILES) == ["miccai2018", "siemens", "tiny", "tinyfov"]  # only the unit-test profile is a crop
+
+
+def test_tinyfov_scans_are_whole_fields_of_view_with_the_la_off_centre():
+    case = generate_scan(ScanSpec(2, "post"), "tinyfov", 0)
+    assert case.image.shape == (16, 96, 96) and case.spacing == (2.5, 2.5, 5.0)
+    la = np.argwhere(case.label > 0)
+    assert la.size and (la.min(axis=0) > 0).all() and (la.max(axis=0) < np.array([16, 96, 96]) - 1).all()
+    centre = la.mean(axis=0)[1:]
+    assert np.abs(centre - 47.5).max() > 8  # the chest is centred, the LA sits posterior of the middle
+    assert (case.label > 0).mean() < 0.05  # a small part of the field of view
+    body = case.image > 80
+    assert body.mean() > 0.4 and body[:, 0, :].mean() < body[:, 48, :].mean()  # chest inside, air at the edge
+
+
+def test_images_hold_integers_and_are_written_as_uint16(tmp_path):
+    import SimpleITK as sitk
+
+    from bundle.layouts import image_dtype, write_case
+
+    case = tiny(3, "pre")
+    assert np.array_equal(case.image, np.rint(case.image)) and case.image.min() >= 0
+    assert image_dtype(case.image) == np.uint16 and image_dtype(case.image + 0.5) == np.float32
+    assert image_dtype(np.array([-1.0, 2.0])) == np.float32
+    record = write_case(case, tmp_path, "datalist")
+    stored = sitk.ReadImage(record["image"])
+    assert stored.GetPixelID() == sitk.sitkUInt16
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(stored), case.image)
+
+
+def test_parallel_synthesis_writes_the_same_dataset(tmp_path):
+    """Two worker processes write byte-identical scans to one process (every scan has its own seeded stream)."""
+    serial = synthesize_dataset(tmp_path / "one", n_patients=2, profile="tinyfov", workers=1)
+    parallel = synthesize_dataset(tmp_path / "two", n_patients=2, profile="tinyfov", workers=2)
+    assert serial["scans"] == parallel["scans"] and parallel["workers"] == 2
+    for name in serial["scans"]:
+        for sub, suffix in (("imagesTr", ""), ("labelsTr", "_la"), ("labelsTr", "_scar")):
+            a = (tmp_path / "one" / sub / f"{name}{suffix}.nii.gz").read_bytes()
+            assert a == (tmp_path / "two" / sub / f"{name}{suffix}.nii.gz").read_bytes(), (name, suffix)
 
 
 @pytest.mark.parametrize("name", ["miccai2018", "siemens"])

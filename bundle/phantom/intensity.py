@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 BLOOD_POOL_MEAN = 204.0
 BLOOD_POOL_SD = 16.6
@@ -56,11 +57,11 @@ class Acquisition:
     slice_jitter: float = 0.0
 
     @classmethod
-    def nominal(cls) -> "Acquisition":
+    def nominal(cls) -> Acquisition:
         return cls(dict(TISSUE_MEANS))
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Acquisition":
+    def sample(cls, rng: np.random.Generator) -> Acquisition:
         means = {k: v * float(1.0 + rng.normal(0, TISSUE_JITTER)) for k, v in TISSUE_MEANS.items()}
         means["blood_la"] = BLOOD_POOL_MEAN * float(1.0 + rng.normal(0, 0.03))
         means["scar"] = means["blood_la"] + rng.uniform(*SCAR_CONTRAST_SD) * BLOOD_POOL_SD
@@ -89,34 +90,51 @@ def smooth_noise(rng: np.random.Generator, shape, spacing, corr_mm: float) -> np
     A sum of Gaussian bumps with random weights on a coarse lattice, applied separably, so a
     full 640 x 640 x 44 field costs a few matrix products instead of a 3D interpolation.
     """
-    wz, wy, wx = (_kernel_matrix(n, s, corr_mm) for n, s in zip(shape, spacing[::-1]))
-    coarse = rng.standard_normal((wz.shape[1], wy.shape[1], wx.shape[1])).astype(np.float32)
-    field = np.matmul(coarse, wx.T)  # (k, j, x)
-    field = np.matmul(wy, field)  # (k, y, x)
-    field = np.tensordot(wz, field, axes=(1, 0))  # (z, y, x)
-    return (field - field.mean()) / max(float(field.std()), 1e-6)
+    wz, wy, wx = (torch.from_numpy(_kernel_matrix(n, s, corr_mm)) for n, s in zip(shape, spacing[::-1]))
+    coarse = torch.from_numpy(rng.standard_normal((wz.shape[1], wy.shape[1], wx.shape[1])).astype(np.float32))
+    # z first (the fewest nodes), then x, then y; torch runs the products and the statistics on every core
+    field = torch.tensordot(wz, coarse, dims=([1], [0]))  # (z, j, i)
+    field = torch.matmul(field, wx.T)  # (z, j, x)
+    field = torch.matmul(wy, field)  # (z, y, x)
+    std, mean = torch.std_mean(field, correction=0)
+    return ((field - mean) / std.clamp_min(1e-6)).numpy()
 
 
-def acquire(clean: np.ndarray, spacing, acq: Acquisition, rng: np.random.Generator) -> np.ndarray:
-    """Turn a noiseless tissue-intensity volume into an LGE scan (float32, >= 0).
+def acquire(clean: np.ndarray, spacing, acq: Acquisition, rng: np.random.Generator, in_place: bool = False) -> np.ndarray:
+    """Turn a noiseless tissue-intensity volume into an LGE scan (float32 holding integers >= 0).
 
     Texture and bias are smooth multiplicative fields, gamma and gain model the window the
     scanner's reconstruction chose, slice jitter scales each slice, and the magnitude of
-    complex Gaussian noise gives Rician statistics.
+    complex Gaussian noise gives Rician statistics. ``in_place`` lets a float32 ``clean`` be overwritten.
     """
-    img = clean.astype(np.float32, copy=True)
+    img = clean if in_place and clean.dtype == np.float32 else clean.astype(np.float32, copy=True)
     if acq.texture:
-        img *= 1.0 + acq.texture * smooth_noise(rng, img.shape, spacing, 4.0)
+        field = smooth_noise(rng, img.shape, spacing, 4.0)
+        field *= np.float32(acq.texture)
+        field += np.float32(1.0)
+        img *= field
     if acq.bias_strength:
-        img *= np.exp(acq.bias_strength * smooth_noise(rng, img.shape, spacing, 150.0))
+        field = smooth_noise(rng, img.shape, spacing, 150.0)
+        field *= np.float32(acq.bias_strength)
+        img *= np.exp(field, out=field)
     if acq.gamma != 1.0:
-        top = 350.0
-        img = top * np.power(np.maximum(img, 0.0) / top, acq.gamma, dtype=np.float32)
-    img *= acq.gain
+        top = np.float32(350.0)
+        np.maximum(img, 0.0, out=img)
+        img /= top
+        np.power(img, np.float32(acq.gamma), out=img)
+        img *= top
+    scale = np.full(img.shape[0], acq.gain, np.float32)
     if acq.slice_jitter:
-        img *= (1.0 + acq.slice_jitter * rng.standard_normal(img.shape[0])).astype(np.float32)[:, None, None]
+        scale *= (1.0 + acq.slice_jitter * rng.standard_normal(img.shape[0])).astype(np.float32)
+    img *= scale[:, None, None]
     if acq.noise_sd:
-        real = img + acq.noise_sd * rng.standard_normal(img.shape, dtype=np.float32)
-        imag = acq.noise_sd * rng.standard_normal(img.shape, dtype=np.float32)
-        img = np.sqrt(real * real + imag * imag)
+        # the magnitude of complex Gaussian noise (Rician); torch draws the two 20-million-sample fields about
+        # twice as fast as NumPy's PCG64, from a generator seeded by the scan's stream (still deterministic)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        sd = float(acq.noise_sd)
+        real = torch.randn(img.shape, generator=gen).mul_(sd).add_(torch.from_numpy(img))
+        imag = torch.randn(img.shape, generator=gen).mul_(sd)
+        img = torch.hypot(real, imag).numpy()
+    # scanners store integers (DICOM LGE is 12-bit unsigned): rounding adds 0.29 SD, far under the noise
+    np.rint(img, out=img)
     return img.astype(np.float32, copy=False)

@@ -11,7 +11,8 @@ class Profile:
 
     ``supersample`` (z, y, x) sets the partial-volume rasterisation: each voxel is split into that
     many sub-voxels. ``centre_on`` picks the field of view: the chest (``"body"``, as a scanner
-    does) or a crop around the LA (``"la"``, for the tiny test profile).
+    does: the LA lies wherever the anatomy puts it) or a crop around the LA (``"la"``, only for the
+    ``tiny`` unit-test profile).
     """
 
     name: str
@@ -27,9 +28,10 @@ PROFILES: dict[str, Profile] = {
     "miccai2018": Profile("miccai2018", (0.625, 0.625, 2.5), (576, 640), (44, 44), (4, 2, 2)),
     # In-house Siemens cohort of the JAS-GAN paper: 0.7 x 0.7 x 2.0 mm, FOV 380 mm, 60-68 slices.
     "siemens": Profile("siemens", (0.7, 0.7, 2.0), (528, 544, 560), (60, 68), (3, 2, 2)),
-    # The laptop default: MICCAI 2018 resolution, a 192 x 192 x 36 crop around the LA (120 x 120 x 90 mm).
-    "laptop": Profile("laptop", (0.625, 0.625, 2.5), (192,), (36, 36), (4, 2, 2), centre_on="la"),
-    # Tests: a 64 x 64 x 12 crop around the LA, a few seconds for a whole dataset.
+    # Tests of the whole-scan pipeline: a coarse whole field of view (240 x 240 x 80 mm) centred on the chest, so
+    # the LA lies off-centre as in a real scan and must be found; about half a second a scan.
+    "tinyfov": Profile("tinyfov", (2.5, 2.5, 5.0), (96,), (16, 16), (2, 2, 2)),
+    # Unit tests: a 64 x 64 x 12 crop around the LA, a few seconds for a whole dataset.
     "tiny": Profile("tiny", (2.0, 2.0, 4.0), (64,), (12, 12), (3, 3, 3), centre_on="la"),
 }
 

@@ -142,7 +142,7 @@ class Grid:
         x, y, z = out
         return x[None, None, :], y[None, :, None], z[:, None, None]
 
-    def crop(self, lo_mm, hi_mm) -> tuple[tuple[slice, slice, slice], "Grid"]:
+    def crop(self, lo_mm, hi_mm) -> tuple[tuple[slice, slice, slice], Grid]:
         """Sub-grid of the voxels whose centres may touch the world box [lo_mm, hi_mm] (x, y, z)."""
         sl, shape, origin = [], [], []
         for axis in range(3):  # x, y, z
@@ -156,10 +156,64 @@ class Grid:
 
 
 def block_mean(a: np.ndarray, sub: tuple[int, int, int]) -> np.ndarray:
-    """Average ``sub`` (z, y, x) blocks of a supersampled array back to the voxel grid."""
+    """Average ``sub`` (z, y, x) blocks of a supersampled array back to the voxel grid (a boolean array is
+    counted in small integers first: three times faster than a float mean)."""
     fz, fy, fx = sub
     nz, ny, nx = a.shape[0] // fz, a.shape[1] // fy, a.shape[2] // fx
-    return a.reshape(nz, fz, ny, fy, nx, fx).mean(axis=(1, 3, 5), dtype=np.float32)
+    blocks = a.reshape(nz, fz, ny, fy, nx, fx)
+    if a.dtype == bool and fz * fy * fx < 2**16:
+        counts = blocks.view(np.uint8).sum(axis=5, dtype=np.uint16).sum(axis=3, dtype=np.uint16).sum(axis=1, dtype=np.uint16)
+        return counts.astype(np.float32) * np.float32(1.0 / (fz * fy * fx))
+    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+BLOCK_MM = 5.0
+"""Side of the blocks whose centres are tested first: a block farther from the surface than its own reach is
+decided as a whole, so only blocks near a surface are evaluated voxel by voxel (cost ~ surface, not volume)."""
+
+
+def _sample_reach(spacing, sub: tuple[int, int, int]) -> float:
+    """Distance from a voxel centre to its farthest sub-voxel centre: beyond it, every sample agrees in sign."""
+    fz, fy, fx = sub
+    sx, sy, sz = spacing
+    return float(np.linalg.norm([sx * (fx - 1) / (2 * fx), sy * (fy - 1) / (2 * fy), sz * (fz - 1) / (2 * fz)]))
+
+
+def voxel_sdf(shape: Sdf, grid: Grid, reach: float, lipschitz: float = 1.0) -> np.ndarray:
+    """``shape`` at the voxel centres of ``grid``, exact wherever ``|d| < reach``; elsewhere only the sign and
+    ``|d| >= reach`` are guaranteed.
+
+    The shape is first evaluated at the centres of blocks of about :data:`BLOCK_MM`; a block whose centre is
+    farther than ``lipschitz`` x (block half-diagonal) + ``reach`` from the surface takes that centre value for
+    all its voxels, the others are evaluated voxel by voxel.
+    """
+    nz, ny, nx = grid.shape
+    sx, sy, sz = grid.spacing
+    block = tuple(max(1, int(round(BLOCK_MM / s))) for s in (sz, sy, sx))
+    if np.prod(block) <= 2:
+        return shape(*grid.axes())
+    bz, by, bx = block
+    counts = (-(-nz // bz), -(-ny // by), -(-nx // bx))
+    centres = Grid(counts, (sx * bx, sy * by, sz * bz),
+                   tuple(o + s * (b - 1) / 2 for o, s, b in zip(grid.origin, grid.spacing, (bx, by, bz))))
+    dc = shape(*centres.axes())
+    dc = np.broadcast_to(dc, counts).astype(np.float32)
+    half_block = 0.5 * float(np.linalg.norm([sx * (bx - 1), sy * (by - 1), sz * (bz - 1)]))
+    near = np.nonzero(np.abs(dc) < lipschitz * half_block + reach)
+    d = dc.repeat(bz, 0).repeat(by, 1).repeat(bx, 2)[:nz, :ny, :nx]
+    if near[0].size:
+        oz, oy, ox = (o.ravel() for o in np.meshgrid(np.arange(bz), np.arange(by), np.arange(bx), indexing="ij"))
+        vz = (near[0][:, None] * bz + oz).ravel()
+        vy = (near[1][:, None] * by + oy).ravel()
+        vx = (near[2][:, None] * bx + ox).ravel()
+        keep = (vz < nz) & (vy < ny) & (vx < nx)
+        vz, vy, vx = vz[keep], vy[keep], vx[keep]
+        d[vz, vy, vx] = shape(
+            np.float32(grid.origin[0]) + np.float32(sx) * vx.astype(np.float32),
+            np.float32(grid.origin[1]) + np.float32(sy) * vy.astype(np.float32),
+            np.float32(grid.origin[2]) + np.float32(sz) * vz.astype(np.float32),
+        )
+    return d
 
 
 def _band_samples(d: np.ndarray, grid: Grid, sub: tuple[int, int, int], half_width: float):
@@ -175,24 +229,31 @@ def _band_samples(d: np.ndarray, grid: Grid, sub: tuple[int, int, int], half_wid
     return band, (px, py, pz)
 
 
-def coverage(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lo_mm=None, hi_mm=None):
+def coverage(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lo_mm=None, hi_mm=None, z_invariant: bool = False):
     """Partial-volume fraction of ``shape`` in each voxel of ``grid`` (supersample, then average).
 
     Returns ``(slices, fraction)`` for the sub-grid around the world box [lo_mm, hi_mm] (the whole
-    grid when no box is given); voxels farther than their half-diagonal from the surface are
-    classified from their centre and only the band in between is supersampled.
+    grid when no box is given). Voxels whose centre is farther from the surface than their farthest
+    sub-voxel centre are classified from their centre, so only the band in between is supersampled,
+    and far from any surface whole blocks are classified at once (:func:`voxel_sdf`): the result equals
+    supersampling every voxel. A ``z_invariant`` shape (a column along z) is rasterised on one slice and
+    returned with a z size of 1, to broadcast over the slices.
     """
     if lo_mm is None:
         sl, g = (slice(None),) * 3, grid
     else:
         sl, g = grid.crop(lo_mm, hi_mm)
+    if z_invariant:
+        g = Grid((1, g.shape[1], g.shape[2]), g.spacing, g.origin)
+        sub = (1, sub[1], sub[2])
+        sl = (slice(None), sl[1], sl[2])
     frac = np.zeros(g.shape, np.float32)
     if min(g.shape) == 0:
         return sl, frac
-    d = shape(*g.axes())
-    half_diag = 0.5 * float(np.linalg.norm(g.spacing)) * 1.05
-    frac[d <= -half_diag] = 1.0
-    band, points = _band_samples(d, g, sub, half_diag)
+    reach = _sample_reach(g.spacing, sub) + 1e-4
+    d = voxel_sdf(shape, g, reach)
+    frac[d < 0] = 1.0
+    band, points = _band_samples(d, g, sub, reach)
     if band[0].size:
         frac[band] = (shape(*points) < 0).mean(axis=1)
     return sl, frac
@@ -201,13 +262,13 @@ def coverage(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lo_mm=None, hi_m
 def supersampled_mask(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lipschitz: float = 1.0) -> np.ndarray:
     """Inside-mask of ``shape`` on the grid refined ``sub`` (z, y, x) times, evaluated finely only near
     the surface; ``lipschitz`` bounds |gradient| of ``shape`` (a deformed shape exceeds 1)."""
-    d = shape(*grid.axes())
-    half_diag = 0.5 * float(np.linalg.norm(grid.spacing)) * 1.05 * lipschitz
+    reach = lipschitz * _sample_reach(grid.spacing, sub) + 1e-4
+    d = voxel_sdf(shape, grid, reach, lipschitz)
     fz, fy, fx = sub
     coarse = d < 0
-    coarse[np.abs(d) < half_diag] = False
+    coarse[np.abs(d) < reach] = False
     fine = coarse.repeat(fz, 0).repeat(fy, 1).repeat(fx, 2)
-    band, points = _band_samples(d, grid, sub, half_diag)
+    band, points = _band_samples(d, grid, sub, reach)
     if band[0].size:
         inside = (shape(*points) < 0).reshape(-1, fz, fy, fx)
         view = fine.reshape(grid.shape[0], fz, grid.shape[1], fy, grid.shape[2], fx).transpose(0, 2, 4, 1, 3, 5)
