@@ -255,6 +255,37 @@ def test_decisions_small_images_min_patch_and_fov_cap():
     assert d["patch_size"]["inputs"]["capped_to_image"] is True
 
 
+def whole_scan_case(scan, la_mm=(80.0, 65.0, 55.0), size_px=576, slices=44) -> Case:
+    """A whole MICCAI 2018-size scan (0.625 x 0.625 x 2.5 mm) with a box LA of ``la_mm`` (x, y, z) off-centre."""
+    n = [int(round(e / s)) for e, s in zip(la_mm, (0.625, 0.625, 2.5))]
+    return box_case(scan=scan, patient=scan, shape=(slices, size_px, size_px), spacing=(0.625, 0.625, 2.5),
+                    box=((10, 10 + n[2]), (300, 300 + n[1]), (250, 250 + n[0])))
+
+
+@pytest.mark.parametrize("profile, widths", [("cpu", [8, 16, 32, 64]), ("paper", [16, 32, 64, 128])])
+def test_decisions_localizer_grid_patch_and_network(profile, widths):
+    cases = [whole_scan_case("a", (80, 65, 55)), whole_scan_case("b", (90, 70, 50)), whole_scan_case("c", (70, 60, 60))]
+    d = plan_for(cases, profile=profile)["decisions"]
+    loc = d["localizer"]["value"]
+    # median of the smallest LA extents (55, 50, 60 -> 55) / 12 voxels = 4.583 -> 4.59 mm, coarser than every axis
+    assert loc["spacing"] == [4.59, 4.59, 4.59]
+    # 360 mm / 4.59 = 78 voxels in-plane, 110 mm / 4.59 = 24 slices: 3 poolings keep >= 3 voxels, multiples of 8
+    assert loc["patch_size"] == [24, 80, 80] and loc["strides"] == [2, 2, 2] and loc["downsampling"] == 8
+    assert loc["widths"] == widths
+    assert "LOCALIZER_LA_VOXELS=12" in d["localizer"]["rule"] and "55.0 mm" in d["localizer"]["reason"]
+
+
+def test_decisions_roi_margin_snapping_and_crop_size():
+    cases = [whole_scan_case("a", (80, 65, 55)), whole_scan_case("b", (90, 70, 50)), whole_scan_case("c", (70, 60, 60))]
+    d = plan_for(cases, profile="cpu")["decisions"]
+    roi = d["roi"]["value"]
+    assert roi["margin_mm"] == pytest.approx(max(R.ROI_MIN_MARGIN_MM, R.ROI_MARGIN_VOXELS * 4.59), abs=0.01)
+    assert roi["multiple"] == 16  # Gl pools 4 times
+    p95 = float(np.percentile([80.0, 90.0, 70.0], 95))  # in-plane LA extents (x is the larger side)
+    assert roi["crop_fov_mm"] == pytest.approx(R.CROP_FOV_FACTOR * (p95 + 2 * roi["margin_mm"]), abs=0.01)
+    assert "ROI_MIN_MARGIN_MM" in d["roi"]["rule"] and "crop" in d["roi"]["reason"]
+
+
 def test_make_plan_errors_and_single_pass():
     def never():
         raise AssertionError("cases were loaded before the profile was checked")
@@ -417,8 +448,8 @@ def test_load_plan_errors(tmp_path):
     bad.write_text(json.dumps(partial))
     with pytest.raises(DatasetError, match="split"):
         load_plan(bad)
-    bad.write_text(json.dumps({**plan, "version": 2}))
-    with pytest.raises(DatasetError, match="version"):
+    bad.write_text(json.dumps({**plan, "version": 1}))  # a crop-only plan of an older bundle
+    with pytest.raises(DatasetError, match="version 1 .*re-run scripts/plan.py"):
         load_plan(bad)
     broken = json.loads(json.dumps(plan))
     del broken["decisions"]["patch_size"]["value"]

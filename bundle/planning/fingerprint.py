@@ -42,7 +42,7 @@ def _percentiles(values: np.ndarray) -> dict[str, float]:
     return {_pct_key(p): float(q) for p, q in zip(INTENSITY_PERCENTILES, qs)}
 
 
-def _moments(array: np.ndarray) -> tuple[float, float]:
+def moments(array: np.ndarray) -> tuple[float, float]:
     """Mean and (population) std of an array, two passes over its first axis.
 
     ``np.std`` would allocate a float64 copy of the whole volume. Here the mean is accumulated in
@@ -62,7 +62,7 @@ def _moments(array: np.ndarray) -> tuple[float, float]:
 def _stats(values: np.ndarray, percentile_sample: np.ndarray | None = None) -> dict[str, float]:
     """Mean, std, min, max over ``values`` and percentiles over ``percentile_sample`` (or all)."""
     if values.ndim > 1:
-        mean, std = _moments(values)
+        mean, std = moments(values)
     else:
         mean = float(np.mean(values, dtype=np.float64))
         std = float(np.std(values, dtype=np.float64))

@@ -22,11 +22,14 @@ from bundle.planning import rules as R
 from bundle.planning.fingerprint import fingerprint_dataset
 from bundle.planning.split import split_patients
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
+"""2: the stage-1 localiser and the ROI (whole scans); a version-1 plan (crops only) must be re-planned."""
 PLAN_KEYS = (
     "name", "version", "created_by", "dataset", "label_protocol", "profile", "decisions", "split", "fingerprint"
 )
-DECISION_KEYS = ("target_spacing", "patch_size", "batch_size", "normalization", "network", "resampling")
+DECISION_KEYS = (
+    "target_spacing", "patch_size", "batch_size", "normalization", "network", "resampling", "localizer", "roi"
+)
 _TOL = 1e-6
 
 
@@ -199,6 +202,8 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
         "so the bright scar tail is kept.",
     )
 
+    decisions["localizer"] = decide_localizer(fingerprint, profile)
+    decisions["roi"] = decide_roi(fingerprint, decisions)
     decisions["resampling"] = _decision(
         {"image": R.IMAGE_INTERPOLATION, "label": R.LABEL_INTERPOLATION, "z": "none"},
         "IMAGE_INTERPOLATION / LABEL_INTERPOLATION in-plane to target_spacing; RESAMPLE_Z=False",
@@ -207,6 +212,66 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
         n_scans_at_target=int(sum(1 for c in cases if np.allclose(c["spacing"][:2], target, atol=1e-4))),
     )
     return decisions
+
+
+def decide_localizer(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
+    """Stage 1: the coarse grid, patch and 3D U-Net of the LA localiser (rules ``LOCALIZER_*``)."""
+    prof = _profile_settings(profile)
+    cases = [c for c in fingerprint["cases"] if c["la_voxels"]]
+    smallest = float(np.percentile([min(c["la_extent_mm"]) for c in cases], 50))
+    target = _ceil_decimals(smallest / R.LOCALIZER_LA_VOXELS, R.LOCALIZER_SPACING_DECIMALS)
+    native = np.median(np.asarray([c["spacing"] for c in fingerprint["cases"]], dtype=np.float64), axis=0)
+    spacing = [max(float(n), target) for n in native]  # (x, y, z)
+    coarse = np.asarray([[max(1, round(n * s / t)) for n, s, t in zip(c["shape"], c["spacing"], spacing)]
+                         for c in fingerprint["cases"]], dtype=np.float64)  # (x, y, z) per scan
+    median = [float(v) for v in np.percentile(coarse, R.LOCALIZER_PATCH_PERCENTILE, axis=0)]
+    poolings = 0
+    while poolings < R.LOCALIZER_MAX_POOLINGS and min(median) / 2 ** (poolings + 1) >= R.LOCALIZER_MIN_FEATURE_MAP:
+        poolings += 1
+    multiple = 2**poolings
+    patch = [_round_up(int(math.ceil(v - _TOL)), multiple) for v in median[::-1]]  # (z, y, x)
+    base, cap = int(prof["localizer_base_width"]), int(prof["localizer_max_width"])
+    widths = [min(base * 2**i, cap) for i in range(poolings + 1)]
+    return _decision(
+        {"spacing": spacing, "patch_size": patch, "widths": widths, "strides": [2] * poolings,
+         "downsampling": multiple},
+        f"spacing (x, y, z) = max(median scan spacing, ceil(p50(min(LA extent x, y, z)) / LOCALIZER_LA_VOXELS="
+        f"{R.LOCALIZER_LA_VOXELS}, {R.LOCALIZER_SPACING_DECIMALS} decimals)); patch (z, y, x) = "
+        f"p{R.LOCALIZER_PATCH_PERCENTILE:g} of the scans' sizes on that grid rounded up to 2**poolings, with poolings "
+        f"as many as LOCALIZER_MAX_POOLINGS={R.LOCALIZER_MAX_POOLINGS} allow while the smallest feature map keeps "
+        f">= LOCALIZER_MIN_FEATURE_MAP={R.LOCALIZER_MIN_FEATURE_MAP} voxels; widths = min(localizer_base_width * "
+        f"2**level, localizer_max_width) = ({base}, {cap}) for profile {profile!r}",
+        f"The LA's smallest extent has a median of {smallest:.1f} mm, so a {target:g} mm grid spans it with "
+        f"{R.LOCALIZER_LA_VOXELS} voxels; a median scan is then {[round(v) for v in median[::-1]]} voxels (z, y, x), "
+        f"seen whole by a 3D U-Net with {poolings} poolings: 3D context tells the LA from the other blood pools.",
+        smallest_la_extent_p50_mm=smallest,
+        median_spacing=[float(v) for v in native],
+        median_coarse_shape_zyx=median[::-1],
+    )
+
+
+def decide_roi(fingerprint: dict, decisions: dict) -> dict:
+    """The region stage 2 segments: stage 1's LA box plus a margin, snapped to Gl's down-sampling (``ROI_*``)."""
+    localizer = decisions["localizer"]["value"]
+    coarse = max(localizer["spacing"])
+    margin = round(max(R.ROI_MIN_MARGIN_MM, R.ROI_MARGIN_VOXELS * coarse), 2)
+    multiple = 2 ** int(decisions["network"]["value"]["gl_poolings"])
+    with_la = [c for c in fingerprint["cases"] if c["la_voxels"]]
+    extent = float(np.percentile([c["la_extent_in_plane_mm"] for c in with_la], R.PATCH_EXTENT_PERCENTILE))
+    crop_fov = round(R.CROP_FOV_FACTOR * (extent + 2 * margin), 2)
+    return _decision(
+        {"margin_mm": margin, "multiple": multiple, "crop_fov_mm": crop_fov},
+        f"margin = max(ROI_MIN_MARGIN_MM={R.ROI_MIN_MARGIN_MM:g}, ROI_MARGIN_VOXELS={R.ROI_MARGIN_VOXELS:g} * "
+        f"localiser spacing); the in-plane ROI size is rounded up to a multiple of Gl's down-sampling; scans narrower "
+        f"than crop_fov_mm = CROP_FOV_FACTOR={R.CROP_FOV_FACTOR:g} * (p{R.PATCH_EXTENT_PERCENTILE:g} LA in-plane "
+        "extent + 2 * margin) along x and y are crops: stage 1 is skipped",
+        f"A box found on the {coarse:g} mm grid is off by up to a voxel and thin veins may be missed by one more, "
+        f"so {margin:g} mm are added on every side; a size that is a multiple of {multiple} pools evenly in Gl. "
+        f"The largest LAs need {extent + 2 * margin:.0f} mm of ROI, so a scan under {crop_fov:.0f} mm wide is already "
+        "a crop around the LA.",
+        localizer_spacing_mm=coarse,
+        la_extent_in_plane_percentile_mm=extent,
+    )
 
 
 def make_plan(
@@ -273,7 +338,9 @@ def load_plan(path: str | Path) -> dict:
     if missing:
         raise DatasetError(path, f"plan lacks keys {missing}")
     if plan["version"] != PLAN_VERSION:
-        raise DatasetError(path, f"plan version {plan['version']!r} is not supported (expected {PLAN_VERSION})")
+        why = " (it plans crop-only training, without the stage-1 localiser)" if plan["version"] == 1 else ""
+        raise DatasetError(path, f"plan version {plan['version']!r} is not supported{why}: expected {PLAN_VERSION}; "
+                                 "re-run scripts/plan.py on the dataset")
     decisions = plan["decisions"]
     if not isinstance(decisions, dict):
         raise DatasetError(path, "plan 'decisions' must be an object")

@@ -117,6 +117,45 @@ LSTM_CHANNELS = 32
 """Kernels of the adaptive attention ConvLSTM Ga (the paper: "a convolutional LSTM network with 32 kernels")."""
 
 # --------------------------------------------------------------------------------------------
+# Stage 1: the LA localiser (a small 3D U-Net on a coarse copy of the whole scan)
+# --------------------------------------------------------------------------------------------
+
+LOCALIZER_LA_VOXELS = 12
+"""The localiser's grid spans the LA's median smallest extent (usually its height along z) with this many voxels:
+isotropic target spacing = p50(min(LA extent x, y, z)) / LOCALIZER_LA_VOXELS, never finer than the scans' own
+spacing along an axis. A box found to one voxel is then off by about 8 % of the LA, which the ROI margin absorbs,
+while the whole field of view stays a few hundred thousand voxels: 3D context at a cost set by the field of view."""
+
+LOCALIZER_SPACING_DECIMALS = 2
+"""The localiser spacing is rounded up to this many decimals (mm)."""
+
+LOCALIZER_MAX_POOLINGS = 4
+"""Most poolings of the localiser's 3D U-Net ..."""
+
+LOCALIZER_MIN_FEATURE_MAP = 3
+"""... while its smallest feature map keeps at least this many voxels along every axis of the patch."""
+
+LOCALIZER_PATCH_PERCENTILE = 50.0
+"""The localiser trains on patches of the median coarse scan size (z, y, x), rounded up to its down-sampling, so
+most scans are seen whole (random shifts) and larger ones in random crops; at inference it sees whole scans."""
+
+# --------------------------------------------------------------------------------------------
+# The region of interest handed from stage 1 to stage 2
+# --------------------------------------------------------------------------------------------
+
+ROI_MARGIN_VOXELS = 2.5
+"""The ROI is the box of stage 1's LA plus a margin of this many localiser voxels on every side ..."""
+
+ROI_MIN_MARGIN_MM = 10.0
+"""... and at least this many mm: a box found on the coarse grid is off by up to a voxel, thin pulmonary veins
+may be under-segmented by one more, and stage 2 needs some context around the LA wall."""
+
+CROP_FOV_FACTOR = 1.5
+"""A scan whose in-plane field of view is under CROP_FOV_FACTOR times the ROI of the planned p95 LA (its in-plane
+extent plus both margins) along x and y is taken as a crop around the LA already (such as the CARMA crop): stage 1
+is skipped and stage 2 sees the whole scan. Whole scans (300-400 mm) are never that small."""
+
+# --------------------------------------------------------------------------------------------
 # Normalisation
 # --------------------------------------------------------------------------------------------
 
@@ -147,6 +186,8 @@ PROFILES: dict[str, dict] = {
         "lstm_channels": LSTM_CHANNELS,
         "max_patch": MAX_PATCH,
         "max_batch": MAX_BATCH,
+        "localizer_base_width": 16,
+        "localizer_max_width": 128,
         "description": "the paper's networks and patch for a GPU",
     },
     "cpu": {
@@ -156,6 +197,8 @@ PROFILES: dict[str, dict] = {
         "lstm_channels": 16,
         "max_patch": 128,
         "max_batch": 4,
+        "localizer_base_width": 8,
+        "localizer_max_width": 64,
         "coarsen_spacing": False,
         "description": "narrow networks and patches of at most 128 px for a 2-core CPU, at the native "
         "spacing (the thin LA wall and its scar need the resolution more than the patch needs context)",
@@ -165,6 +208,7 @@ PROFILES: dict[str, dict] = {
 ``cpu``: a laptop-trainable variant (base width 16, max 128, batch <= 4, patch <= 128 px, native spacing);
 on the phantoms, batches of 4 reached a higher validation Dice than batches of 8 for the same number
 of patches seen (more, smaller steps in the same CPU time).
+``localizer_*``: widths of the stage-1 3D U-Net (a few percent of the run time either way).
 ``coarsen_spacing`` (default True): coarsen the target spacing when the LA + margin needs more than
 ``max_patch`` pixels; False keeps the spacing and crops the patch instead."""
 
