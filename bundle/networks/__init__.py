@@ -1,4 +1,4 @@
-"""JAS-GAN networks (paper Sec. III, Fig. 2 and Fig. 11), all 2D.
+"""JAS-GAN networks (paper Sec. III, Fig. 2 and Fig. 11), all 2D, and the 3D stage-1 localiser.
 
 Paper symbol -> class:
 
@@ -8,6 +8,8 @@ Paper symbol -> class:
 - Gls = Gs o Ga o Gl, the cascade and its ablation connections (``CASCADE_OPS``): :class:`CascadeNet`
 - T, the joint discriminator conditioned on the image: :class:`JointDiscriminator`
 
+Stage 1 of the whole-scan pipeline, the 3D LA localiser that finds the region Gls segments: :class:`LocalizerNet`.
+
 The LA method JAS-GAN compares with, the multi-task U-Net of Chen et al. (2018): :class:`MultiTaskUNet`.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from bundle.networks.attention import AdaptiveAttention, ConvLSTMCell
 from bundle.networks.cascade import CASCADE_OPS, CascadeNet
 from bundle.networks.discriminator import JointDiscriminator
+from bundle.networks.localizer import LocalizerNet
 from bundle.networks.multitask import NO_SCAR_LOGIT, MultiTaskUNet
 from bundle.networks.scar import ScarResNet
 from bundle.networks.unet import LAUNet
@@ -28,6 +31,7 @@ __all__ = [
     "ConvLSTMCell",
     "JointDiscriminator",
     "LAUNet",
+    "LocalizerNet",
     "MultiTaskUNet",
     "ScarResNet",
 ]

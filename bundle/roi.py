@@ -1,0 +1,122 @@
+"""The region of interest (ROI) that stage 1 hands to stage 2: a box of voxels around the LA.
+
+Boxes are half-open index ranges ``[start, stop)`` in the ``(z, y, x)`` order of the arrays they cut. Stage 1
+finds the LA on a coarse grid; :func:`roi_from_coarse_mask` turns that into a box on the fine (plan-spacing) grid
+with a margin in mm on every side, its in-plane size rounded up to a multiple of stage 2's down-sampling, kept
+inside the image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A box ``[start, stop)`` of voxel indices, ``(z, y, x)``."""
+
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+
+    @classmethod
+    def whole(cls, shape_zyx: Sequence[int]) -> Roi:
+        """The box of a whole array of ``shape_zyx``."""
+        return cls((0, 0, 0), tuple(int(n) for n in shape_zyx))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.start, self.stop))
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
+
+    def fraction_of(self, shape_zyx: Sequence[int]) -> float:
+        """The share of an array of ``shape_zyx`` inside the box."""
+        return float(np.prod(self.shape)) / float(np.prod(shape_zyx))
+
+    def recall(self, mask: np.ndarray) -> float:
+        """Share of the ``True`` voxels of ``mask`` (on the box's grid) that lie inside the box (1 when empty)."""
+        total = int(np.count_nonzero(mask))
+        return 1.0 if total == 0 else int(np.count_nonzero(mask[self.slices])) / total
+
+    def scaled(self, factors_zyx: Sequence[float], shape_zyx: Sequence[int]) -> Roi:
+        """The box on another grid of the same field of view whose voxels are ``factors`` times smaller (``> 1``:
+        finer), widened to whole voxels and clipped to ``shape_zyx``."""
+        start = tuple(max(0, math.floor(a * f + 1e-6)) for a, f in zip(self.start, factors_zyx))
+        stop = tuple(min(int(n), math.ceil(b * f - 1e-6)) for b, f, n in zip(self.stop, factors_zyx, shape_zyx))
+        return Roi(start, stop)
+
+    def world(self, image: sitk.Image) -> dict:
+        """The box in ``image``'s world (mm): ``min``/``max`` corners (x, y, z) of the voxels' outer faces."""
+        corners = []
+        for k in (self.start[0] - 0.5, self.stop[0] - 0.5):
+            for j in (self.start[1] - 0.5, self.stop[1] - 0.5):
+                for i in (self.start[2] - 0.5, self.stop[2] - 0.5):
+                    corners.append(image.TransformContinuousIndexToPhysicalPoint((float(i), float(j), float(k))))
+        pts = np.asarray(corners)
+        return {"min": [round(float(v), 3) for v in pts.min(axis=0)],
+                "max": [round(float(v), 3) for v in pts.max(axis=0)]}
+
+    def to_json(self) -> dict:
+        """``{"start": [z, y, x], "stop": [z, y, x], "shape": [z, y, x]}``."""
+        return {"start": list(self.start), "stop": list(self.stop), "shape": list(self.shape)}
+
+
+def _snap(lo: float, hi: float, size: int, multiple: int) -> tuple[int, int]:
+    """Integer range covering ``[lo, hi)`` widened about its centre to a multiple of ``multiple`` (never past
+    ``size`` voxels), then shifted inside ``[0, size)``."""
+    lo, hi = max(0, math.floor(lo)), min(size, math.ceil(hi))
+    width = min(size, multiple * math.ceil(max(hi - lo, 1) / multiple)) if multiple > 1 else hi - lo
+    start = int(round(0.5 * (lo + hi) - 0.5 * width))
+    start = min(max(start, 0), size - width)
+    return start, start + width
+
+
+def roi_from_box(
+    box_lo_zyx: Sequence[float], box_hi_zyx: Sequence[float], shape_zyx: Sequence[int], spacing_xyz: Sequence[float],
+    margin_mm: float, multiple: int = 1,
+) -> Roi:
+    """The ROI of a box given in continuous voxel coordinates ``[lo, hi)`` of a grid of ``shape_zyx`` and
+    ``spacing_xyz``: widened by ``margin_mm`` on every side, the in-plane size rounded up to ``multiple`` (as long
+    as the image allows), kept inside the image."""
+    spacing_zyx = tuple(float(s) for s in spacing_xyz)[::-1]
+    ranges = []
+    for axis in range(3):
+        pad = margin_mm / spacing_zyx[axis]
+        lo, hi = box_lo_zyx[axis] - pad, box_hi_zyx[axis] + pad
+        ranges.append(_snap(lo, hi, int(shape_zyx[axis]), multiple if axis > 0 else 1))
+    return Roi(tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))
+
+
+def mask_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """``(start, stop)`` (z, y, x) of the bounding box of a boolean array's ``True`` voxels, or None if none."""
+    where = [np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+             for axis in range(mask.ndim)]
+    if any(w.size == 0 for w in where):
+        return None
+    return tuple(int(w[0]) for w in where), tuple(int(w[-1]) + 1 for w in where)
+
+
+def roi_from_coarse_mask(
+    mask: np.ndarray, fine_shape_zyx: Sequence[int], fine_spacing_xyz: Sequence[float], margin_mm: float,
+    multiple: int = 1,
+) -> Roi | None:
+    """The fine-grid ROI of a coarse LA mask covering the same field of view (None when the mask is empty)."""
+    box = mask_box(mask)
+    if box is None:
+        return None
+    factors = [f / c for f, c in zip(fine_shape_zyx, mask.shape)]
+    lo = [a * f for a, f in zip(box[0], factors)]
+    hi = [b * f for b, f in zip(box[1], factors)]
+    return roi_from_box(lo, hi, fine_shape_zyx, fine_spacing_xyz, margin_mm, multiple)
+
+
+def is_crop(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], crop_fov_mm: float) -> bool:
+    """Whether a scan is already a crop around the LA: narrower than ``crop_fov_mm`` along x and along y."""
+    return shape_zyx[2] * spacing_xyz[0] < crop_fov_mm and shape_zyx[1] * spacing_xyz[1] < crop_fov_mm
