@@ -1,4 +1,4 @@
-"""Data items for training (2D axial slices around the LA) and validation (whole volumes).
+"""Data items for training (whole 2D axial slices of whole scans) and validation (whole volumes).
 
 Items are dictionaries with MONAI's keys (``image``, ``label``) plus ``scan``, ``patient`` and
 ``ablation``; arrays are channel-first: a slice is (1, H, W), a volume (1, Z, H, W) in the
@@ -13,47 +13,69 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from monai.transforms.utils import generate_spatial_bounding_box
 
 from bundle.labels import SCAR
 
+NEAR, LA_CLASS, SCAR_CLASS = 1, 2, 3
+"""Classes of the patch-centre sampling map (0 is background far from the LA)."""
 
-def _la_box(label: np.ndarray, patch_size: Sequence[int]) -> tuple[slice, slice]:
-    """In-plane box of the LA over all slices, widened by half a patch each side (clipped to the image)."""
-    ys, xs = np.nonzero(label.any(axis=0))
-    h, w = label.shape[1:]
-    half_h, half_w = patch_size[0] // 2, patch_size[1] // 2
-    return (
-        slice(max(0, ys.min() - half_h), min(h, ys.max() + 1 + half_h)),
-        slice(max(0, xs.min() - half_w), min(w, xs.max() + 1 + half_w)),
-    )
+
+def la_box(label: np.ndarray, margin: Sequence[int]) -> tuple[slice, slice]:
+    """In-plane box (rows, columns) of the LA over all slices of a (z, y, x) label, widened by ``margin`` (rows,
+    columns) on each side and clipped to the image (generate_spatial_bounding_box on the LA's projection)."""
+    start, end = generate_spatial_bounding_box(np.asarray(label).any(axis=0)[None], margin=[int(m) for m in margin],
+                                              allow_smaller=True)
+    return slice(start[0], end[0]), slice(start[1], end[1])
 
 
 def training_slices(cases: Sequence[dict], patch_size: Sequence[int], slice_margin: int | None = None) -> list[dict]:
-    """Axial slices of the preprocessed ``cases``, cropped in-plane around the LA.
+    """Whole axial slices of the preprocessed whole-field-of-view ``cases`` (views, not copies).
 
-    ``slice_margin``: keep the slices holding LA plus this many slices above and below (None: every
-    slice). Slices past the LA teach the network where there is no LA (the aorta, the pulmonary
-    artery and the other chambers above and below it); without them a 2D network labels those
-    blood pools LA. The crop (the LA's in-plane box plus half a patch each side) keeps every patch a
-    random crop centred on an LA or scar pixel can take, and keeps memory small for full-size scans.
+    ``slice_margin``: keep the slices holding LA plus this many slices above and below (None: every slice), the
+    slices stage 2 sees inside the ROI at inference. Each item carries ``near``, the in-plane box of the LA widened
+    by half a patch, for :class:`SamplingMapd`: patches are centred on far background, near background (the other
+    blood pools, the aorta and oesophagus next to the LA), LA and scar in chosen ratios, so the network learns what
+    is not LA all over the field of view and most of all around the LA.
     """
     items = []
     for case in cases:
         image, label = case["image"], case["label"]
         if not label.any():
             continue
-        rows, cols = _la_box(label, patch_size)
+        rows, cols = la_box(label, (patch_size[0] // 2, patch_size[1] // 2))
         la_z = np.nonzero(label.reshape(label.shape[0], -1).any(axis=1))[0]
         margin = label.shape[0] if slice_margin is None else int(slice_margin)
         for z in range(max(0, la_z[0] - margin), min(label.shape[0], la_z[-1] + 1 + margin)):
             items.append({
-                "image": np.ascontiguousarray(image[z, rows, cols][None]),
-                "label": np.ascontiguousarray(label[z, rows, cols][None]),
+                "image": image[z][None], "label": label[z][None], "near": [rows.start, rows.stop, cols.start, cols.stop],
                 "scan": case["scan"], "patient": case["patient"], "ablation": case["ablation"], "slice": int(z),
             })
     if not items:
         raise ValueError("no training slice holds LA: the training split has no labelled LA")
     return items
+
+
+class SamplingMapd(MapTransform):
+    """Adds ``sampling``, a (1, H, W) map of patch-centre classes of a training slice, for
+    ``RandCropByLabelClassesd(label_key="sampling", num_classes=4, ratios=[far, near, LA, scar])``: 0 background
+    far from the LA, 1 background inside the item's ``near`` box, 2 LA, 3 scar."""
+
+    def __init__(self, keys: KeysCollection = "label", near_key: str = "near", sampling_key: str = "sampling") -> None:
+        super().__init__(keys)
+        self.near_key, self.sampling_key = near_key, sampling_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            label = np.asarray(d[key])
+            sampling = np.zeros(label.shape, np.uint8)
+            r0, r1, c0, c1 = (int(v) for v in d[self.near_key])
+            sampling[..., r0:r1, c0:c1] = NEAR
+            sampling[label > 0] = LA_CLASS
+            sampling[label == SCAR] = SCAR_CLASS
+            d[self.sampling_key] = sampling
+        return d
 
 
 def validation_volumes(cases: Sequence[dict]) -> list[dict]:

@@ -21,10 +21,11 @@ from bundle.atomic import atomic_path
 from bundle.case import Case
 from bundle.errors import DatasetError
 from bundle.layouts import LABEL_KEYS, load_case, read_dataset
+from bundle.planning.fingerprint import moments
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when the preprocessing code changes what it writes."""
 
 SPLITS = ("train", "validation", "test")
@@ -87,12 +88,14 @@ def normalize(image: np.ndarray, normalization: dict) -> np.ndarray:
     scheme = normalization.get("scheme")
     if scheme != "zscore_per_volume":
         raise ValueError(f"unknown normalization scheme {scheme!r} in the plan (known: 'zscore_per_volume')")
-    image = image.astype(np.float64)
-    out = (image - image.mean()) / (image.std() + float(normalization.get("epsilon", 1e-8)))
+    image = np.asarray(image, dtype=np.float32)
+    mean, std = moments(image)  # float64 sums, no float64 copy of a whole scan
+    out = image - np.float32(mean)
+    out *= np.float32(1.0 / (std + float(normalization.get("epsilon", 1e-8))))
     if normalization.get("clip"):
         low, high = normalization["clip_bounds_zscore"]
-        out = np.clip(out, low, high)
-    return out.astype(np.float32)
+        np.clip(out, low, high, out=out)
+    return out
 
 
 def preprocess_image(array: np.ndarray, spacing: Sequence[float], plan: dict) -> tuple[np.ndarray, tuple[float, ...]]:

@@ -109,11 +109,11 @@ class JasGanTrainer(Trainer):
         seg = engine.loss_function.weigh(ce, dice)
         loss = seg + engine.adv_weight * adv
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        loss.backward()
+        # gradients only for what this step updates (Gls and the loss weights): T's weight gradients of the
+        # adversarial term would be computed and thrown away (about 15 % of an iteration on a CPU)
+        loss.backward(inputs=[p for group in engine.optimizer.param_groups for p in group["params"]])
         engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
         engine.optimizer.step()
-        if engine.discriminator is not None:
-            engine.discriminator.zero_grad(set_to_none=True)  # the G step's gradients in T are not T's
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
 
         lambdas = engine.loss_function.weights

@@ -127,15 +127,34 @@ def _case(scan: str = "A", shape=(6, 40, 48), spacing=(1.0, 1.0, 2.0)) -> dict:
             "ablation": "post"}
 
 
-def test_training_slices_crop_around_the_la():
-    items = training_slices([_case()], patch_size=(16, 16))
+def test_training_slices_are_whole_slices_with_the_near_box():
+    case = _case()
+    items = training_slices([case], patch_size=(16, 16))
     assert [i["slice"] for i in items] == list(range(6))
-    assert [i["slice"] for i in training_slices([_case()], (16, 16), slice_margin=0)] == [1, 2, 3]
-    assert [i["slice"] for i in training_slices([_case()], (16, 16), slice_margin=1)] == [0, 1, 2, 3, 4]
+    assert [i["slice"] for i in training_slices([case], (16, 16), slice_margin=0)] == [1, 2, 3]
+    assert [i["slice"] for i in training_slices([case], (16, 16), slice_margin=1)] == [0, 1, 2, 3, 4]
     item = items[2]
+    assert item["image"].shape == (1, 40, 48) and item["label"].max() == 2  # the whole field of view ...
+    assert np.shares_memory(item["image"], case["image"])  # ... as a view of the cached volume
     # LA rows 10..29 widened by 8 each side -> 2..37, columns 12..35 -> 4..43 (clipped to the image)
-    assert item["image"].shape == (1, 36, 40) and item["label"].shape == (1, 36, 40)
-    assert item["label"].max() == 2
+    assert item["near"] == [2, 38, 4, 44]
+
+
+def test_sampling_map_classes_and_patch_centres():
+    from monai.transforms import RandCropByLabelClassesd
+
+    from bundle.datasets import SamplingMapd
+
+    item = training_slices([_case()], patch_size=(16, 16))[2]
+    sampled = SamplingMapd("label")(item)["sampling"]
+    assert sampled.shape == (1, 40, 48) and set(np.unique(sampled)) == {0, 1, 2, 3}
+    assert (sampled[0, 0, :] == 0).all() and sampled[0, 5, 6] == 1  # far (row 0) and near (inside 2..38 x 4..44)
+    assert (sampled[0, 10, 12:36] == 3).all() and (sampled[0, 12:30, 12:36] == 2).all()
+    crop = RandCropByLabelClassesd(["image", "label"], "sampling", (8, 8), ratios=[0, 0, 0, 1], num_classes=4,
+                                   num_samples=20, warn=False)
+    crop.set_random_state(0)
+    for patch in crop(SamplingMapd("label")(item)):  # scar-centred patches all hold scar
+        assert (np.asarray(patch["label"]) == 2).any()
 
 
 def test_training_slices_without_any_la_is_an_error():
