@@ -23,6 +23,7 @@ from bundle.atomic import atomic_write_text
 from bundle.case import Case
 from bundle.labels import la_mask, scar_mask
 from bundle.layouts import load_case
+from bundle.localizer import NO_LA
 from bundle.metrics import METRICS, segmentation_metrics
 from bundle.predictions import axial_array, json_safe, quantify, read_prediction, rows_to_csv, run_batch
 from bundle.statistics import GROUPS, bland_altman, group_members, pearson, summarize
@@ -39,6 +40,8 @@ QUANTITIES = {"scar_volume": ("scar_ml", "ml"), "scar_percent": ("scar_percent",
 """Scar burden quantities compared between prediction and ground truth (Figures 9, 10): key, unit."""
 
 CASE_FIELDS = ("scan", "patient", "ablation", "status")
+STAGE_COLUMNS = ("stage1", "roi_recall")
+"""What stage 1 did for the case (``found``, ``crop``, ``none``) and the share of the true LA inside its ROI."""
 RANK_METRIC = "scar_dsc"
 """Metric that picks the best and the worst case for the overlay figures."""
 
@@ -53,6 +56,33 @@ def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case) -> dict[str, 
     for prefix, label in (("gt", truth), ("pred", pred)):
         row.update({f"{prefix}_{k}": v for k, v in quantify(label, case).items()})
     return row
+
+
+def inference_rows(prediction_dir: str | Path) -> dict[str, dict]:
+    """The rows of the inference ``report.json`` beside a prediction folder, by scan (empty when there is none,
+    e.g. for a baseline's folder)."""
+    path = Path(prediction_dir) / "report.json"
+    if not path.is_file():
+        return {}
+    try:
+        return {str(r.get("scan")): r for r in json.loads(path.read_text(encoding="utf-8")).get("scans", [])}
+    except (json.JSONDecodeError, OSError, AttributeError) as err:
+        logger.warning("ignoring the unreadable inference report %s: %s", path, err)
+        return {}
+
+
+def roi_recall(row: Mapping, label: np.ndarray) -> float:
+    """Share of the true LA voxels of ``label`` (z, y, x) inside the ROI of an inference report row (its
+    ``roi_start``/``roi_stop`` are x, y, z voxel ranges of the same scan); NaN without a ROI in the row."""
+    la = np.asarray(label) > 0
+    if row.get("status") == NO_LA:
+        return 1.0 if not la.any() else 0.0
+    start, stop = row.get("roi_start"), row.get("roi_stop")
+    if not start or not stop:
+        return float("nan")
+    box = tuple(slice(int(a), int(b)) for a, b in zip(start[::-1], stop[::-1]))
+    total = int(np.count_nonzero(la))
+    return 1.0 if total == 0 else int(np.count_nonzero(la[box])) / total
 
 
 def _agreement_of(truth: Sequence[float], pred: Sequence[float]) -> dict:
@@ -93,23 +123,31 @@ def evaluate_predictions(
     left out of the summary. Returns the summary (also written as ``summary.json``).
     """
     out_dir = Path(out_dir)
+    inference = inference_rows(prediction_dir)
 
     def process(record: Mapping) -> dict:
         case = load_case(dict(record))
-        pred = read_prediction(prediction_dir, record["scan"], case, record["image"])
-        return {"patient": case.patient, "ablation": case.ablation, **evaluate_case(case.label, pred, case)}
+        done = inference.get(record["scan"], {})
+        if done.get("status") == NO_LA:  # stage 1 found no LA: scored as an empty prediction, not left out
+            pred = np.zeros(case.label.shape, np.uint8)
+        else:
+            pred = read_prediction(prediction_dir, record["scan"], case, record["image"])
+        stage = {"stage1": done.get("stage1", ""), "roi_recall": roi_recall(done, case.label)}
+        return {"patient": case.patient, "ablation": case.ablation, **stage, **evaluate_case(case.label, pred, case)}
 
     rows = run_batch(records, process, what="evaluation")
     burden = tuple(f"{p}_{k}" for p in ("gt", "pred") for k in ("la_ml", "wall_ml", "scar_ml", "scar_percent"))
-    atomic_write_text(out_dir / "metrics.csv", rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS + burden))
+    atomic_write_text(out_dir / "metrics.csv", rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS + STAGE_COLUMNS + burden))
     ok = [r for r in rows if r["status"] == "ok"]
     summary = {
         "meta": {"predictions": str(prediction_dir), **(meta or {})},
         "n_cases": len(rows),
         "n_failed": len(rows) - len(ok),
         "failed": {r["scan"]: r.get("error", "") for r in rows if r["status"] != "ok"},
-        "metrics": summarize(ok, METRIC_COLUMNS + tuple(f"{p}_{k}" for p in ("gt", "pred") for k, _ in
-                                                         QUANTITIES.values())),
+        "metrics": summarize(ok, METRIC_COLUMNS + ("roi_recall",) + tuple(f"{p}_{k}" for p in ("gt", "pred")
+                                                                          for k, _ in QUANTITIES.values())),
+        "roi_recall_min": min((r["roi_recall"] for r in ok if math.isfinite(r["roi_recall"])), default=None),
+        "no_la": [r["scan"] for r in ok if r.get("stage1") == "none"],
         "agreement": agreement(ok) if ok else {},
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")

@@ -34,6 +34,23 @@ def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
     return torch.cat([la, scar]).to(pred.dtype)
 
 
+def postprocess_box(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
+    """:func:`postprocess` run only on the box of the LA channel's voxels (padded by the closing radius): the same
+    result as on the whole volume, since the closing treats the outside as background, at the cost of the LA's
+    box instead of the whole scan's."""
+    la = pred[0] > 0.5
+    if not bool(la.any()):
+        return torch.zeros_like(pred)
+    pad = closing_radius + 1
+    box = []
+    for axis in range(la.ndim):
+        hit = torch.nonzero(la.any(dim=tuple(a for a in range(la.ndim) if a != axis))).flatten()
+        box.append(slice(max(0, int(hit[0]) - pad), min(la.shape[axis], int(hit[-1]) + 1 + pad)))
+    out = torch.zeros_like(pred)
+    out[(slice(None), *box)] = postprocess(pred[(slice(None), *box)], closing_radius)
+    return out
+
+
 class PostProcessd(MapTransform):
     """Dictionary version of :func:`postprocess` (for evaluators' and inference post-processing)."""
 
@@ -44,5 +61,5 @@ class PostProcessd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = postprocess(torch.as_tensor(d[key]), self.closing_radius)
+            d[key] = postprocess_box(torch.as_tensor(d[key]), self.closing_radius)
         return d

@@ -43,7 +43,7 @@ LA_FILE = "la.nii.gz"
 SCAR_FILE = "scar.nii.gz"
 PROBABILITY_FILES = ("la_prob.nii.gz", "scar_prob.nii.gz")
 REPORT_FIELDS = ("scan", "status", "la_ml", "wall_ml", "scar_ml", "scar_percent", "image", "error")
-"""Columns of ``report.csv``; ``status`` is ``ok`` or ``failed`` (then ``error`` says why)."""
+"""Columns of ``report.csv``; ``status`` is ``ok``, ``failed`` or (inference) ``no_la``; then ``error`` says why."""
 
 BATCH_ERRORS = (DatasetError, ValueError, RuntimeError, OSError, MemoryError)
 """Errors that fail one scan of a batch but not the batch."""

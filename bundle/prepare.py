@@ -52,3 +52,16 @@ def prepare_data(
             f"unplanned: {extra}); re-run scripts/plan.py or delete the plan",
         )
     return plan
+
+
+def phantom_records(dataset_dir: str | Path, layout: str = "datalist", phantom: dict | None = None) -> list[dict]:
+    """Every scan of a phantom cohort (e.g. an evaluation cohort no plan describes), synthesized first when the
+    folder holds no finished cohort; ``phantom`` has the keys of
+    :func:`bundle.phantom.dataset.synthesize_dataset` (``n_patients``, ``profile``, ``seed``)."""
+    dataset_dir = Path(dataset_dir)
+    if phantom is not None and not is_complete(dataset_dir):
+        logger.info("synthesizing the phantom cohort %s into %s", phantom, dataset_dir)
+        synthesize_dataset(dataset_dir, layout=layout, overwrite=True, **phantom)
+    if not dataset_dir.exists():
+        raise DatasetError(dataset_dir, "dataset folder not found")
+    return read_dataset(dataset_dir, layout)

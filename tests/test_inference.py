@@ -21,6 +21,7 @@ from bundle.inference import (
 )
 from bundle.io import orientation_code, read_image, same_geometry
 from bundle.layouts import read_dataset
+from bundle.localizer import Localizer
 from bundle.networks import CascadeNet
 from bundle.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, drop_stale, quantify, write_prediction
 from bundle.preprocessing import normalize
@@ -134,11 +135,13 @@ def test_a_turned_copy_of_a_scan_gets_the_same_world_segmentation(tiny_dataset, 
     record = read_dataset(root, "datalist")[0]
     image = read_image(record["image"])
     segmenter = Segmenter(AsymmetricNet().eval(), tiny_plan, closing_radius_mm=2.0)
-    probs, label = segmenter.segment(image)
+    result = segmenter.segment(image)
+    probs, label = result.probabilities, result.label
     assert 0 < (label > 0).sum() < label.size  # a non-trivial mask
     turned = sitk.DICOMOrient(image, orientation)
     assert orientation_code(turned) == orientation
-    probs_t, label_t = segmenter.segment(turned)
+    turned_result = segmenter.segment(turned)
+    probs_t, label_t = turned_result.probabilities, turned_result.label
     assert label_t.shape == sitk.GetArrayFromImage(turned).shape
     back = sitk.GetImageFromArray(label_t)
     back.CopyInformation(turned)
@@ -153,7 +156,8 @@ def test_a_scan_on_another_spacing_is_resampled_there_and_back(tmp_path, tiny_da
     array = box_array()
     image = write_scan(array, tmp_path / "scan.nrrd")
     segmenter = Segmenter(threshold_net(plan, array), plan)
-    probs, label = segmenter.segment(read_image(tmp_path / "scan.nrrd"))
+    result = segmenter.segment(read_image(tmp_path / "scan.nrrd"))
+    probs, label = result.probabilities, result.label
     assert label.shape == probs.shape[1:] == SIZE_ZYX and probs.dtype == np.float32
     truth = box_label()
     dice = 2 * ((label > 0) & (truth > 0)).sum() / ((label > 0).sum() + (truth > 0).sum())
@@ -241,15 +245,16 @@ def test_load_model_reads_torchscript_and_state_dicts(tmp_path):
             load_model(tmp_path / f"as_state_{bad}.pt", CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4))
 
 
-def test_inference_benchmark_times_a_small_scan():
+def test_inference_benchmark_times_a_small_whole_scan_through_both_stages():
     from bundle.inference_benchmark import time_scans
 
-    out = time_scans(shape_zyx=(3, 40, 36), spacing=(0.8, 0.8, 2.5), plan_spacing=(0.625, 0.625), gl_widths=(4, 8),
-                     gs_width=4, lstm_channels=4, repeats=2, warmup=0, device="cpu")
-    assert out["shape_zyx"] == [3, 40, 36] and out["plan_spacing"] == [0.625, 0.625]
-    assert out["seconds_per_scan"] > 0 and out["seconds_per_slice"] == pytest.approx(out["seconds_per_scan"] / 3,
-                                                                                          abs=1e-3)
-    assert out["peak_memory_mb"] > 0 and out["device"] == "cpu"
+    out = time_scans(shape_zyx=(12, 96, 96), spacing=(2.5, 2.5, 5.0), gl_widths=(4, 8), gs_width=4, lstm_channels=4,
+                     profile="cpu", repeats=2, warmup=0, device="cpu")
+    assert out["shape_zyx"] == [12, 96, 96] and out["spacing"] == [2.5, 2.5, 5.0] and not out["trained"]
+    assert 0 < out["seconds_min"] <= out["seconds_per_scan"] and out["peak_memory_mb"] > 0 and out["device"] == "cpu"
+    # random weights: stage 2 still runs on a fixed ROI of typical LA size, never on an empty one
+    assert 0 < out["roi_share"] < 1 and all(n > 0 for n in out["roi_voxels_xyz"])
+    assert {"read", "stage1", "stage2", "write_and_report"} <= set(out["phases"])
 
 
 def test_the_real_carma_crop_gets_masks_on_its_own_grid(carma_dir, plan, tmp_path):
@@ -291,3 +296,104 @@ def test_remaining_error_paths_name_the_file(tmp_path, plan):
                          tmp_path / "out")
     assert rows[0]["status"] == "failed" and "non-finite" in rows[0]["error"]
     assert rows[0]["image"].endswith("nan.nrrd")
+
+
+# ------------------------------------------------------------------------------------------ both stages
+
+
+class BrightLocalizer(torch.nn.Module):
+    """A stand-in stage 1: LA logit > 0 where the coarse (z-scored) intensity is above ``level``."""
+
+    def __init__(self, level: float) -> None:
+        super().__init__()
+        self.level = level
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 50 * (x - self.level)
+
+
+WHOLE_ZYX = (12, 96, 112)
+WHOLE_LA = (slice(3, 9), slice(60, 84), slice(4, 28))  # near the low-x border, off-centre
+WHOLE_SCAR = (slice(4, 7), slice(60, 63), slice(4, 28))
+DISTRACTOR = (slice(2, 5), slice(8, 16), slice(90, 100))  # as bright as LA, smaller: stage 1 leaves it out
+
+
+def whole_array() -> np.ndarray:
+    array = np.zeros(WHOLE_ZYX, np.float32)
+    array[WHOLE_LA] = 100.0
+    array[WHOLE_SCAR] = 300.0
+    array[DISTRACTOR] = 100.0
+    return array
+
+
+def located_plan(tiny_plan: dict, crop_fov_mm: float = 0.0) -> dict:
+    """The tiny plan at 0.625 mm with a 2.5 mm localiser grid, a 2.5 mm ROI margin and 16-pixel snapping."""
+    plan = make_plan(tiny_plan)
+    plan["decisions"]["localizer"]["value"].update({"spacing": [2.5, 2.5, 2.5], "downsampling": 1})
+    plan["decisions"]["roi"]["value"].update({"margin_mm": 2.5, "multiple": 16, "crop_fov_mm": crop_fov_mm})
+    return plan
+
+
+def two_stage_segmenter(plan: dict, array: np.ndarray, level_scale: float = 0.5) -> Segmenter:
+    net = threshold_net(plan, array)
+    return Segmenter(net, plan, localizer=Localizer(BrightLocalizer(net.la_at * level_scale), plan))
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
+@pytest.mark.parametrize("direction", [LPS, RAS, TURNED], ids=["LPS", "RAS", "turned"])
+def test_two_stages_paste_the_roi_back_on_the_input_grid(tmp_path, tiny_dataset, suffix, direction):
+    plan = located_plan(tiny_dataset[1])
+    array = whole_array()
+    write_scan(array, tmp_path / f"scan{suffix}", direction=direction)
+    rows = segment_scans(scan_records(tmp_path), two_stage_segmenter(plan, array), tmp_path / "out")
+    (row,) = rows
+    assert row["status"] == "ok" and row["stage1"] == "found"
+    image = read_image(tmp_path / f"scan{suffix}")
+    la_image = read_image(tmp_path / "out" / "scan" / LA_FILE)
+    assert same_geometry(image, la_image) and same_geometry(image, read_image(tmp_path / "out" / "scan" / SCAR_FILE))
+    truth = np.zeros(WHOLE_ZYX, np.uint8)
+    truth[WHOLE_LA] = 1
+    truth[WHOLE_SCAR] = 2
+    # stage 2 alone would label the distractor too: outside the ROI everything is background
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(la_image), truth > 0)
+    # the ROI, in the scan's own voxel indices (x, y, z), holds the LA and leaves out the distractor
+    start, stop = np.array(row["roi_start"]), np.array(row["roi_stop"])
+    la_xyz = np.argwhere(truth > 0)[:, ::-1]
+    assert np.all(la_xyz.min(axis=0) >= start) and np.all(la_xyz.max(axis=0) < stop)
+    assert np.all(start >= 0) and np.all(stop <= np.array(image.GetSize()))
+    distractor = np.zeros(WHOLE_ZYX, bool)
+    distractor[DISTRACTOR] = True
+    d_xyz = np.argwhere(distractor)[:, ::-1]
+    assert not np.all((d_xyz >= start) & (d_xyz < stop), axis=1).any()
+    lo, hi = np.array(row["roi_min_mm"]), np.array(row["roi_max_mm"])
+    centre = image.TransformContinuousIndexToPhysicalPoint([float(v) for v in la_xyz.mean(axis=0)])
+    assert np.all(lo < centre) and np.all(centre < hi)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["scans"][0]["roi_start"] == row["roi_start"] and report["meta"]["orientation"] == "LPS"
+
+
+def test_no_la_found_is_its_own_status_with_the_reason(tmp_path, tiny_dataset):
+    plan = located_plan(tiny_dataset[1])
+    array = whole_array()
+    write_scan(array, tmp_path / "scan.nii.gz")
+    out = tmp_path / "out"
+    (out / "scan").mkdir(parents=True)
+    (out / "scan" / LA_FILE).write_bytes(b"older masks")
+    runner = BatchSegmenter(scan_records(tmp_path), two_stage_segmenter(plan, array, level_scale=100.0), out)
+    (row,) = runner.run()  # not an error for the batch
+    assert row["status"] == "no_la" and row["stage1"] == "none" and "found no LA" in row["error"]
+    assert "la_ml" not in row and row["roi_start"] is None and not (out / "scan").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_failed"] == 0 and report["scans"][0]["status"] == "no_la"
+    assert "scan,no_la," in (out / "report.csv").read_text()
+
+
+def test_a_crop_skips_stage_1_and_is_segmented_whole(tmp_path, tiny_dataset):
+    plan = located_plan(tiny_dataset[1], crop_fov_mm=1000.0)
+    array = whole_array()
+    write_scan(array, tmp_path / "scan.nrrd")
+    result = two_stage_segmenter(plan, array, level_scale=100.0).segment(read_image(tmp_path / "scan.nrrd"))
+    assert result.status == "ok" and result.stage1 == "crop" and "stage 1 skipped" in result.detail
+    assert result.roi["start"] == [0, 0, 0] and result.roi["stop"] == [112, 96, 12]
+    assert (result.probabilities[0][DISTRACTOR] > 0.5).all()  # stage 2 ran on the whole scan (the largest
+    assert not result.label[DISTRACTOR].any()  # component then keeps the LA)
