@@ -1,0 +1,48 @@
+"""bundle.backends: every installed CPU backend runs stage 2 on any ROI size and keeps the eager logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bundle.backends import BACKENDS, LOGIT_TOLERANCE, available, compare_backends, prepare
+from bundle.networks import CascadeNet
+
+FAST = ("eager", "channels_last", "jit_frozen", "onnxruntime", "openvino")
+"""Backends cheap enough to build in a test (``compile`` takes minutes, ``bf16`` changes the logits by design)."""
+
+
+def _network() -> CascadeNet:
+    torch.manual_seed(0)
+    net = CascadeNet(1, (4, 8, 16), gs_width=4, lstm_channels=4)
+    for module in net.modules():  # non-trivial batch-norm statistics, so folding them is really tested
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_backend_matches_eager_on_other_roi_sizes(backend):
+    if not available(backend):
+        pytest.skip(f"{backend} is not installed")
+    example = torch.randn(2, 1, 32, 32)
+    run = prepare(_network(), backend, example)
+    with torch.no_grad():
+        for shape in ((2, 1, 32, 32), (3, 1, 48, 64), (1, 1, 16, 80)):  # other batch and ROI sizes than traced
+            x = torch.randn(*shape)
+            expected = _network()(x)
+            got = run(x)
+            assert got.shape == expected.shape
+            assert float((got - expected).abs().max()) <= LOGIT_TOLERANCE
+
+
+def test_compare_reports_speed_and_agreement():
+    rows = compare_backends(_network, torch.randn(2, 1, 32, 32), ("eager", "jit_frozen", "nope"), repeats=2, warmup=1)
+    eager, frozen, unknown = rows
+    assert eager["status"] == "ok" and eager["max_abs_diff"] == 0.0 and eager["speedup"] == 1.0
+    assert frozen["keeps_masks"] and frozen["mask_flips"] == 0.0 and frozen["seconds"] > 0
+    assert unknown["status"] == "not installed" or unknown["status"].startswith("failed")
+    with pytest.raises(ValueError, match="unknown backend"):
+        prepare(_network(), "nope", torch.randn(1, 1, 8, 8))
+    assert set(FAST) <= set(BACKENDS)
