@@ -1,4 +1,4 @@
-"""The bundle as a user runs it: metadata, and the `training` run id on the tiny phantom profile."""
+"""The bundle as a user runs it: metadata, and the `training` run id on the tiny whole-field-of-view profile."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def _bundle_cmd(tmp_path: Path, *overrides: str, config: str = "configs/train.ya
     return [
         sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", config,
         "--dataset_dir", str(tmp_path / "phantom"), "--plan_file", str(tmp_path / "plans" / "tiny.json"),
-        "--phantom#n_patients", "3", "--phantom#profile", "tiny", "--cache_dir", str(tmp_path / "cache"),
+        "--phantom#n_patients", "3", "--phantom#profile", "tinyfov", "--cache_dir", str(tmp_path / "cache"),
         "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "runs"),
-        "--max_epochs", "1", "--val_interval", "1", *overrides,
+        "--max_epochs", "1", "--val_interval", "1", "--localizer_epochs", "2", "--log_interval", "1", *overrides,
     ]
 
 
@@ -47,8 +47,11 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_training_run_end_to_end(tmp_path):
-    """`monai.bundle run training` on the tiny profile: data, plan, training, validation, export, resume."""
+    """`monai.bundle run training` on tiny whole-field-of-view phantoms: data, plan, both stages, validation on
+    whole scans, export of both models, inference and evaluation with both stages, resume."""
     import torch
+
+    from bundle.networks import LocalizerNet
 
     data, models = tmp_path / "phantom", tmp_path / "models"
     run = _run(_bundle_cmd(tmp_path))
@@ -60,10 +63,15 @@ def test_training_run_end_to_end(tmp_path):
     manifest = json.loads((data / "phantom.json").read_text())
     assert sorted(c["scan"] for c in plan["fingerprint"]["cases"]) == sorted(manifest["scans"])
     assert "val_dice_la" in log and "val_dice_scar" in log and "training workflow wall time" in log
+    assert "localizer_loss" in log and "stage 1 on 2 validation scans: ROI recall" in log
     assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
     scripted = torch.jit.load(str(models / "model.ts"))
     size = plan["decisions"]["patch_size"]["value"]
     assert scripted(torch.randn(1, 1, *size)).shape == (1, 2, *size)
+    loc = plan["decisions"]["localizer"]["value"]
+    localizer = torch.jit.load(str(models / "localizer.ts"))  # stage 1 travels with stage 2
+    assert localizer(torch.randn(1, 1, *loc["patch_size"])).shape == (1, 1, *loc["patch_size"])
+    LocalizerNet(loc["widths"], loc["strides"]).load_state_dict(torch.load(models / "localizer.pt", weights_only=True))
     state = torch.load(models / "checkpoint_final.pt", weights_only=True)
     assert {"network", "discriminator", "optimizer", "d_optimizer", "loss", "lr_scheduler", "trainer"} <= set(state)
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] and "log_vars" in state["loss"]
@@ -72,15 +80,22 @@ def test_training_run_end_to_end(tmp_path):
     out = tmp_path / "outputs"
     infer = _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
                   "--dataset_dir", str(data / "imagesTr"), "--plan_file", str(tmp_path / "plans" / "tiny.json"),
-                  "--model_file", str(models / "model.ts"), "--output_dir", str(out)])
+                  "--model_file", str(models / "model.ts"), "--localizer_file", str(models / "localizer.ts"),
+                  "--output_dir", str(out)])
     assert infer.returncode == 0, (infer.stdout + infer.stderr)[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["n_scans"] == len(manifest["scans"]) and report["n_failed"] == 0
-    for row in report["scans"]:
+    assert report["meta"]["localizer"].endswith("localizer.ts")
+    for row in report["scans"]:  # a barely trained stage 1 may find no LA: that is its own status, never "ok"
+        assert row["status"] in ("ok", "no_la") and row["stage1"] in ("found", "none")
+        if row["status"] == "no_la":
+            assert "found no LA" in row["error"] and not (out / row["scan"]).exists()
+            continue
         image = read_image(row["image"])
         for name in ("la.nii.gz", "scar.nii.gz"):
             assert same_geometry(image, read_image(out / row["scan"] / name))
         assert row["scar_percent"] <= 100 and row["la_ml"] >= row["wall_ml"] >= row["scar_ml"] >= 0
+        assert all(0 <= a < b <= n for a, b, n in zip(row["roi_start"], row["roi_stop"], image.GetSize()))
 
     # evaluate.yaml over train.yaml: the test split segmented with model.pt and scored against its labels
     evaluation = _run(_bundle_cmd(tmp_path, "--eval_dir", str(tmp_path / "eval"),
@@ -90,15 +105,18 @@ def test_training_run_end_to_end(tmp_path):
     assert "evaluation workflow wall time" in log and "exported" not in log
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["n_cases"] == len(plan["split"]["test"]) and summary["n_failed"] == 0
+    assert "roi_recall" in summary["metrics"]["all"]
     assert (tmp_path / "eval" / "metrics.csv").is_file() and (tmp_path / "eval" / "scar_percent.png").is_file()
-    assert sorted(p.name for p in (tmp_path / "eval" / "predictions").iterdir() if p.is_dir()) == sorted(
-        plan["split"]["test"])
+    predicted = json.loads((tmp_path / "eval" / "predictions" / "report.json").read_text())["scans"]
+    assert sorted(r["scan"] for r in predicted) == sorted(plan["split"]["test"])
 
-    # resume: the second run starts at epoch 1 of 2 with the saved weights, data and plan reused
+    # resume: the second run starts at epoch 1 of 2 with the saved weights, data and plan reused, and stage 1 as saved
+    stage1 = (models / "localizer.pt").read_bytes()
     resumed = _run(_bundle_cmd(tmp_path, "--resume_from", str(models / "checkpoint_final.pt"), "--max_epochs", "2"))
     log = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, log[-3000:]
     assert "resuming from iteration" in log and "epoch 1 until 2 epochs" in log, log[-3000:]
+    assert "localizer_loss" not in log and (models / "localizer.pt").read_bytes() == stage1
     trainer_state = torch.load(models / "checkpoint_final.pt", weights_only=True)["trainer"]
     assert trainer_state["iteration"] == 2 * trainer_state["epoch_length"]
 
@@ -145,14 +163,17 @@ def test_inference_config_has_the_model_zoo_infer_properties(tiny_dataset, tmp_p
     import torch
     from monai.bundle import ConfigWorkflow
 
-    from bundle.networks import CascadeNet
+    from bundle.networks import CascadeNet, LocalizerNet
 
-    root, _ = tiny_dataset
-    model = tmp_path / "model.ts"
+    root, plan = tiny_dataset
+    model, localizer = tmp_path / "model.ts", tmp_path / "localizer.ts"
     torch.jit.save(torch.jit.script(CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4)), str(model))
+    loc = plan["decisions"]["localizer"]["value"]
+    torch.jit.save(torch.jit.script(LocalizerNet(loc["widths"], loc["strides"])), str(localizer))
     workflow = ConfigWorkflow(
         config_file=str(REPO / "configs" / "inference.yaml"), workflow_type="infer", dataset_dir=str(root / "imagesTr"),
         plan_file=str(root.parent / "tiny.json"), output_dir=str(tmp_path / "out"), model_file=str(model),
+        localizer_file=str(localizer),
     )
     workflow.initialize()
     assert not workflow.check_properties()
@@ -169,3 +190,42 @@ def test_ablation_overlays_choose_a_cascade_and_their_own_folders(overlay):
     parser.read_config([str(REPO / "configs" / "train.yaml"), str(overlay)])
     assert parser["cascade"] in CASCADE_OPS and isinstance(parser["use_discriminator"], bool)
     assert parser.get_parsed_content("ckpt_dir").endswith(f"models/ablation/{overlay.stem}")
+
+
+def _zoo(*args: str) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "monai.bundle", *args])
+
+
+def test_model_zoo_checks_pass_for_both_stages(tmp_path):
+    """verify_metadata (offline schema), verify_net_in_out and ckpt_export of stage 2 (network_def) and stage 1
+    (localizer_def, described by metadata's localizer_data_format), with the committed plan."""
+    import torch
+
+    from bundle.networks import CascadeNet, LocalizerNet
+
+    if not SCHEMA.is_file():
+        pytest.skip(f"Model Zoo schema not found at {SCHEMA}")
+    schema = tmp_path / SCHEMA.name
+    schema.write_bytes(SCHEMA.read_bytes())
+    checked = _zoo("verify_metadata", "--meta_file", "metadata.json", "--filepath", str(schema))
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    inference = "configs/inference.yaml"
+    for net_id, meta_file in (("network_def", "metadata.json"), ("localizer_def", str(tmp_path / "stage1.json"))):
+        if net_id == "localizer_def":  # the same checks read network_data_format: give them stage 1's
+            meta = json.loads((REPO / "metadata.json").read_text())
+            meta["network_data_format"] = meta.pop("localizer_data_format")
+            Path(meta_file).write_text(json.dumps(meta))
+        # n=2: 8 x 8 x 8 would leave the localiser's batch-normed bottleneck one voxel, which torch refuses in train mode
+        io = _zoo("verify_net_in_out", net_id, "--meta_file", meta_file, "--config_file", inference, "--n", "2")
+        assert io.returncode == 0, (net_id, (io.stdout + io.stderr)[-2000:])
+    values = load_plan(REPO / "plans" / "phantom.json")["decisions"]
+    net = values["network"]["value"]
+    loc = values["localizer"]["value"]
+    stage2 = CascadeNet(1, net["gl_widths"], net["gs_width"], "adaptive", net["lstm_channels"])
+    stage1 = LocalizerNet(loc["widths"], loc["strides"])
+    for net_id, network, name in (("network_def", stage2, "model"), ("localizer_def", stage1, "localizer")):
+        torch.save(network.state_dict(), tmp_path / f"{name}.pt")
+        exported = _zoo("ckpt_export", net_id, "--filepath", str(tmp_path / f"{name}.ts"), "--ckpt_file",
+                        str(tmp_path / f"{name}.pt"), "--meta_file", "metadata.json", "--config_file", inference)
+        assert exported.returncode == 0, (net_id, (exported.stdout + exported.stderr)[-2000:])
+        assert (tmp_path / f"{name}.ts").is_file()
