@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import fire
-
 from _cli import setup_logging
 
 from bundle.planning.benchmark import benchmark

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 
 import fire
-
 from _cli import setup_logging
 
 from bundle.training_benchmark import time_iterations

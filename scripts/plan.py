@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-
 from _cli import run, setup_logging
 
 from bundle.planning.run import plan_dataset

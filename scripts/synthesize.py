@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-
 from _cli import run, setup_logging
 
 from bundle.phantom.dataset import synthesize_dataset
