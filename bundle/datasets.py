@@ -16,6 +16,7 @@ from monai.transforms import MapTransform
 from monai.transforms.utils import generate_spatial_bounding_box
 
 from bundle.labels import SCAR
+from bundle.roi import ROI_EPSILON, label_roi, roi_moments
 
 NEAR, LA_CLASS, SCAR_CLASS = 1, 2, 3
 """Classes of the patch-centre sampling map (0 is background far from the LA)."""
@@ -29,14 +30,17 @@ def la_box(label: np.ndarray, margin: Sequence[int]) -> tuple[slice, slice]:
     return slice(start[0], end[0]), slice(start[1], end[1])
 
 
-def training_slices(cases: Sequence[dict], patch_size: Sequence[int], slice_margin: int | None = None) -> list[dict]:
+def training_slices(cases: Sequence[dict], patch_size: Sequence[int], slice_margin: int | None = None,
+                    roi_margin_mm: float = 10.0, roi_multiple: int = 1) -> list[dict]:
     """Whole axial slices of the preprocessed whole-field-of-view ``cases`` (views, not copies).
 
     ``slice_margin``: keep the slices holding LA plus this many slices above and below (None: every slice), the
     slices stage 2 sees inside the ROI at inference. Each item carries ``near``, the in-plane box of the LA widened
     by half a patch, for :class:`SamplingMapd`: patches are centred on far background, near background (the other
     blood pools, the aorta and oesophagus next to the LA), LA and scar in chosen ratios, so the network learns what
-    is not LA all over the field of view and most of all around the LA.
+    is not LA all over the field of view and most of all around the LA. ``roi_mean`` and ``roi_std`` are the moments
+    of the scan inside the ROI stage 1 gives its LA (box plus ``roi_margin_mm``, rounded to ``roi_multiple``), for
+    :class:`RoiNormalized`: stage 2 sees every ROI z-scored with its own moments.
     """
     items = []
     for case in cases:
@@ -44,16 +48,34 @@ def training_slices(cases: Sequence[dict], patch_size: Sequence[int], slice_marg
         if not label.any():
             continue
         rows, cols = la_box(label, (patch_size[0] // 2, patch_size[1] // 2))
+        roi = label_roi(label, case["spacing"], roi_margin_mm, roi_multiple)
+        mean, std = roi_moments(image, roi)
         la_z = np.nonzero(label.reshape(label.shape[0], -1).any(axis=1))[0]
         margin = label.shape[0] if slice_margin is None else int(slice_margin)
         for z in range(max(0, la_z[0] - margin), min(label.shape[0], la_z[-1] + 1 + margin)):
             items.append({
                 "image": image[z][None], "label": label[z][None], "near": [rows.start, rows.stop, cols.start, cols.stop],
+                "roi_mean": mean, "roi_std": max(std, ROI_EPSILON),
                 "scan": case["scan"], "patient": case["patient"], "ablation": case["ablation"], "slice": int(z),
             })
     if not items:
         raise ValueError("no training slice holds LA: the training split has no labelled LA")
     return items
+
+
+class RoiNormalized(MapTransform):
+    """Z-scores ``keys`` with the item's ``roi_mean`` and ``roi_std`` (see :func:`training_slices`): the training
+    image as stage 2 sees it inside stage 1's ROI at inference (:func:`bundle.roi.roi_normalized`)."""
+
+    def __init__(self, keys: KeysCollection = "image", mean_key: str = "roi_mean", std_key: str = "roi_std") -> None:
+        super().__init__(keys)
+        self.mean_key, self.std_key = mean_key, std_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = (d[key] - float(d[self.mean_key])) / float(d[self.std_key])
+        return d
 
 
 class SamplingMapd(MapTransform):

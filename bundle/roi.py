@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,34 @@ def roi_from_box(
         lo, hi = box_lo_zyx[axis] - pad, box_hi_zyx[axis] + pad
         ranges.append(_snap(lo, hi, int(shape_zyx[axis]), multiple if axis > 0 else 1))
     return Roi(tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))
+
+
+ROI_EPSILON = 1e-6
+
+
+def roi_moments(volume: np.ndarray | torch.Tensor, roi: Roi) -> tuple[float, float]:
+    """Mean and standard deviation of a (..., Z, Y, X) volume inside ``roi``: stage 2 sees every ROI z-scored with
+    its own statistics, so a crop around the LA and the LA's ROI in a whole scan look alike to it, whatever else
+    (lungs, air, body size) the scan's field of view holds."""
+    inside = volume[(..., *roi.slices)]
+    if isinstance(inside, torch.Tensor):
+        std, mean = torch.std_mean(inside.double())
+        return float(mean), float(std)
+    inside = np.asarray(inside, dtype=np.float64)
+    return float(inside.mean()), float(inside.std(ddof=1)) if inside.size > 1 else 0.0
+
+
+def roi_normalized(volume: torch.Tensor, roi: Roi) -> torch.Tensor:
+    """The ROI of a (..., Z, Y, X) volume, z-scored with its own moments (:func:`roi_moments`)."""
+    mean, std = roi_moments(volume, roi)
+    return (volume[(..., *roi.slices)] - mean) / max(std, ROI_EPSILON)
+
+
+def label_roi(label: np.ndarray, spacing_xyz: Sequence[float], margin_mm: float, multiple: int = 1) -> Roi | None:
+    """The ROI stage 1 gives a (z, y, x) label's LA when it finds it exactly: the LA's box plus the margin (None
+    without LA)."""
+    box = mask_box(np.asarray(label) > 0)
+    return None if box is None else roi_from_box(box[0], box[1], np.shape(label), spacing_xyz, margin_mm, multiple)
 
 
 def mask_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | None:

@@ -2,7 +2,7 @@
 
 :class:`TwoStageInferer` is a MONAI ``Inferer``: validation during training (``SupervisedEvaluator``) and
 inference (:class:`bundle.inference.Segmenter`) run whole scans through it, so the validation Dice is the number a
-user gets. Outside the ROI the [LA, scar] logits are :data:`BACKGROUND_LOGIT` (probability ~1e-13).
+user gets. Stage 2 sees the ROI z-scored with its own moments, as its training patches are. Outside the ROI the [LA, scar] logits are :data:`BACKGROUND_LOGIT` (probability ~1e-13).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from monai.inferers import Inferer, SliceInferer
 
 from bundle.localizer import CROP, Localizer, Location
-from bundle.roi import Roi
+from bundle.roi import Roi, roi_normalized
 
 BACKGROUND_LOGIT = -30.0
 """Logit written outside the ROI: sigmoid(-30) ~ 1e-13, i.e. background."""
@@ -57,8 +57,9 @@ class TwoStageInferer(Inferer):
         return self.localizer.locate(inputs[0, 0], spacing)
 
     def segment_roi(self, inputs: torch.Tensor, network: Callable, roi: Roi) -> torch.Tensor:
-        """Stage 2's logits (1, 2, *roi.shape) on the ROI of a (1, C, Z, Y, X) volume."""
-        return self.roi_inferer(inputs[(..., *roi.slices)].contiguous(), network)
+        """Stage 2's logits (1, 2, *roi.shape) on the ROI of a (1, C, Z, Y, X) volume, z-scored with the ROI's own
+        moments as in training (:func:`bundle.roi.roi_normalized`)."""
+        return self.roi_inferer(roi_normalized(inputs, roi).contiguous(), network)
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, spacing: Any = None,
                  **kwargs: Any) -> torch.Tensor:

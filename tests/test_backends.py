@@ -46,3 +46,17 @@ def test_compare_reports_speed_and_agreement():
     with pytest.raises(ValueError, match="unknown backend"):
         prepare(_network(), "nope", torch.randn(1, 1, 8, 8))
     assert set(FAST) <= set(BACKENDS)
+
+
+def test_inference_default_backend_runs_torchscript_models_within_tolerance():
+    """What configs/inference.yaml runs on a CPU: the exported model.ts through the default backend."""
+    from bundle.inference import CPU_BACKEND, runner
+
+    scripted = torch.jit.script(_network())
+    run = runner(scripted, CPU_BACKEND, "cpu")
+    x = torch.randn(3, 1, 48, 64)
+    with torch.no_grad():
+        expected = _network()(x)
+    got = run(x)
+    assert got.shape == expected.shape and float((got - expected).abs().max()) <= LOGIT_TOLERANCE
+    assert runner(scripted, "eager", "cpu") is scripted

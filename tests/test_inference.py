@@ -334,9 +334,16 @@ def located_plan(tiny_plan: dict, crop_fov_mm: float = 0.0) -> dict:
     return plan
 
 
-def two_stage_segmenter(plan: dict, array: np.ndarray, level_scale: float = 0.5) -> Segmenter:
+def two_stage_segmenter(plan: dict, array: np.ndarray, level_scale: float = 0.5,
+                        roi_values: np.ndarray | None = None) -> Segmenter:
+    """Stage 1 finds the bright blocks of ``array``; stage 2 thresholds halfway between background, LA and scar as
+    it sees them: z-scored with the moments of the ROI, whose raw ``roi_values`` give them (None: any stage 2)."""
     net = threshold_net(plan, array)
-    return Segmenter(net, plan, localizer=Localizer(BrightLocalizer(net.la_at * level_scale), plan))
+    localizer = Localizer(BrightLocalizer(net.la_at * level_scale), plan)
+    if roi_values is not None:
+        mean, std = float(roi_values.mean()), float(roi_values.std(ddof=1))
+        net = ThresholdNet((50.0 - mean) / std, (200.0 - mean) / std).eval()
+    return Segmenter(net, plan, localizer=localizer)
 
 
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
@@ -345,7 +352,10 @@ def test_two_stages_paste_the_roi_back_on_the_input_grid(tmp_path, tiny_dataset,
     plan = located_plan(tiny_dataset[1])
     array = whole_array()
     write_scan(array, tmp_path / f"scan{suffix}", direction=direction)
-    rows = segment_scans(scan_records(tmp_path), two_stage_segmenter(plan, array), tmp_path / "out")
+    (first,) = segment_scans(scan_records(tmp_path), two_stage_segmenter(plan, array), tmp_path / "first")
+    (x0, y0, z0), (x1, y1, z1) = first["roi_start"], first["roi_stop"]  # the scan's own indices = the array's
+    segmenter = two_stage_segmenter(plan, array, roi_values=array[z0:z1, y0:y1, x0:x1])
+    rows = segment_scans(scan_records(tmp_path), segmenter, tmp_path / "out")
     (row,) = rows
     assert row["status"] == "ok" and row["stage1"] == "found"
     image = read_image(tmp_path / f"scan{suffix}")

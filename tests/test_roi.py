@@ -78,3 +78,27 @@ def test_crops_are_narrow_along_both_in_plane_axes():
     assert is_crop((19, 166, 214), (0.625, 0.625, 2.5), 172.0)  # the CARMA crop: 134 x 104 mm
     assert not is_crop((44, 576, 576), (0.625, 0.625, 2.5), 172.0)  # a whole MICCAI 2018 scan: 360 mm
     assert not is_crop((44, 166, 576), (0.625, 0.625, 2.5), 172.0)  # wide along x
+
+
+def test_stage_2_sees_the_roi_z_scored_with_its_own_moments():
+    import torch
+
+    from bundle.roi import roi_moments
+    from bundle.two_stage import TwoStageInferer
+
+    seen = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.zeros(x.shape[0], 2, *x.shape[2:])
+
+    rng = np.random.default_rng(0)
+    volume = torch.as_tensor(rng.normal(50, 5, (1, 1, 6, 32, 40)).astype(np.float32))
+    volume[..., :, :, 30:] += 500  # far from the ROI: changes the scan's moments, not the ROI's
+    roi = Roi((1, 4, 2), (5, 20, 26))
+    TwoStageInferer(batch_size=8).segment_roi(volume, network, roi)
+    inside = torch.cat(seen)  # (z, 1, y, x) slices of the ROI
+    assert tuple(inside.shape) == (4, 1, 16, 24)
+    assert abs(float(inside.mean())) < 1e-5 and abs(float(inside.std()) - 1) < 1e-4
+    mean, std = roi_moments(volume, roi)
+    np.testing.assert_allclose(inside[:, 0].numpy(), ((volume[0, 0][roi.slices] - mean) / std).numpy(), atol=1e-5)

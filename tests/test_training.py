@@ -299,3 +299,22 @@ def test_load_weights_names_the_file_on_mismatch(tmp_path):
         load_weights(CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4), tmp_path / "model.pt")
     with pytest.raises(DatasetError, match="not found"):
         load_weights(_net(), tmp_path / "absent.pt")
+
+
+def test_training_patches_are_z_scored_with_the_moments_of_the_las_roi():
+    """Stage 2 trains on what it sees at inference: the scan z-scored with the moments of stage 1's ROI."""
+    import torch
+
+    from bundle.datasets import RoiNormalized
+    from bundle.roi import label_roi, roi_normalized
+
+    case = _case()
+    case["image"][:, :, 44:] = 1000.0  # something bright far from the LA (outside the ROI) must not matter
+    item = training_slices([case], (16, 16), roi_margin_mm=2.0, roi_multiple=8)[2]
+    out = RoiNormalized(keys="image")(item)["image"]
+    roi = label_roi(case["label"], case["spacing"], 2.0, 8)
+    assert roi.stop[2] <= 44  # LA columns 12..35 plus 2 mm, rounded up to 8: 10..42
+    expected = roi_normalized(torch.as_tensor(case["image"])[None], roi)[0]  # (z, y, x) of the ROI
+    z = item["slice"] - roi.start[0]
+    np.testing.assert_allclose(out[0][roi.slices[1:]], expected[z].numpy(), atol=1e-5)
+    assert np.shares_memory(item["image"], case["image"])  # the cached volume itself is left as it is
