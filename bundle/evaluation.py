@@ -26,6 +26,7 @@ from bundle.layouts import load_case
 from bundle.localizer import NO_LA
 from bundle.metrics import METRICS, segmentation_metrics
 from bundle.predictions import axial_array, json_safe, quantify, read_prediction, rows_to_csv, run_batch
+from bundle.roi import Roi
 from bundle.statistics import GROUPS, bland_altman, group_members, pearson, summarize
 
 logger = logging.getLogger(__name__)
@@ -80,9 +81,7 @@ def roi_recall(row: Mapping, label: np.ndarray) -> float:
     start, stop = row.get("roi_start"), row.get("roi_stop")
     if not start or not stop:
         return float("nan")
-    box = tuple(slice(int(a), int(b)) for a, b in zip(start[::-1], stop[::-1]))
-    total = int(np.count_nonzero(la))
-    return 1.0 if total == 0 else int(np.count_nonzero(la[box])) / total
+    return Roi(tuple(int(v) for v in start[::-1]), tuple(int(v) for v in stop[::-1])).recall(la)
 
 
 def _agreement_of(truth: Sequence[float], pred: Sequence[float]) -> dict:

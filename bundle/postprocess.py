@@ -15,6 +15,8 @@ from monai.transforms import KeepLargestConnectedComponent, MapTransform
 from scipy import ndimage
 from skimage.morphology import disk
 
+from bundle.roi import mask_box
+
 
 def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
     """Binary (2, ...) [LA, scar] -> the same with LA = largest component (after an in-plane closing of
@@ -38,14 +40,12 @@ def postprocess_box(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor
     """:func:`postprocess` run only on the box of the LA channel's voxels (padded by the closing radius): the same
     result as on the whole volume, since the closing treats the outside as background, at the cost of the LA's
     box instead of the whole scan's."""
-    la = pred[0] > 0.5
-    if not bool(la.any()):
+    la = (pred[0] > 0.5).cpu().numpy()
+    found = mask_box(la)
+    if found is None:
         return torch.zeros_like(pred)
     pad = closing_radius + 1
-    box = []
-    for axis in range(la.ndim):
-        hit = torch.nonzero(la.any(dim=tuple(a for a in range(la.ndim) if a != axis))).flatten()
-        box.append(slice(max(0, int(hit[0]) - pad), min(la.shape[axis], int(hit[-1]) + 1 + pad)))
+    box = [slice(max(0, a - pad), min(n, b + pad)) for a, b, n in zip(*found, la.shape)]
     out = torch.zeros_like(pred)
     out[(slice(None), *box)] = postprocess(pred[(slice(None), *box)], closing_radius)
     return out

@@ -64,10 +64,6 @@ class Roi:
         return {"min": [round(float(v), 3) for v in pts.min(axis=0)],
                 "max": [round(float(v), 3) for v in pts.max(axis=0)]}
 
-    def to_json(self) -> dict:
-        """``{"start": [z, y, x], "stop": [z, y, x], "shape": [z, y, x]}``."""
-        return {"start": list(self.start), "stop": list(self.stop), "shape": list(self.shape)}
-
 
 def _snap(lo: float, hi: float, size: int, multiple: int) -> tuple[int, int]:
     """Integer range covering ``[lo, hi)`` widened about its centre to a multiple of ``multiple`` (never past

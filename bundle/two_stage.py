@@ -2,7 +2,8 @@
 
 :class:`TwoStageInferer` is a MONAI ``Inferer``: validation during training (``SupervisedEvaluator``) and
 inference (:class:`bundle.inference.Segmenter`) run whole scans through it, so the validation Dice is the number a
-user gets. Stage 2 sees the ROI z-scored with its own moments, as its training patches are. Outside the ROI the [LA, scar] logits are :data:`BACKGROUND_LOGIT` (probability ~1e-13).
+user gets. Stage 2 sees the ROI z-scored with its own moments, as its training patches are. Outside the ROI the
+[LA, scar] logits are :data:`BACKGROUND_LOGIT` (probability ~1e-13).
 """
 
 from __future__ import annotations

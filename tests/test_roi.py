@@ -58,7 +58,6 @@ def test_recall_share_and_scaling():
     assert roi.fraction_of(mask.shape) == pytest.approx(0.4)
     assert roi.scaled((1, 2, 2), (4, 20, 20)) == Roi((0, 0, 0), (4, 20, 8))
     assert roi.scaled((1, 0.5, 0.5), (4, 5, 5)) == Roi((0, 0, 0), (4, 5, 2))
-    assert roi.to_json() == {"start": [0, 0, 0], "stop": [4, 10, 4], "shape": [4, 10, 4]}
     assert mask_box(mask) == ((1, 2, 2), (3, 6, 6)) and mask_box(np.zeros((2, 2, 2), bool)) is None
 
 
