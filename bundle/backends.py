@@ -37,10 +37,13 @@ LOGIT_TOLERANCE = 1e-3
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
+LIBRARIES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino",)}
+"""The optional libraries each backend needs (the others need only torch)."""
+
+
 def available(backend: str) -> bool:
     """Whether the libraries a backend needs are installed."""
-    need = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino",)}.get(backend, ())
-    return all(importlib.util.find_spec(name) is not None for name in need)
+    return all(importlib.util.find_spec(name) is not None for name in LIBRARIES.get(backend, ()))
 
 
 def _eager(network: torch.nn.Module) -> Runner:
@@ -116,7 +119,8 @@ def prepare(network: torch.nn.Module, backend: str, example: torch.Tensor, folde
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if not available(backend):
-        raise RuntimeError(f"backend {backend!r} needs a library that is not installed")
+        raise RuntimeError(f"backend {backend!r} needs {' and '.join(LIBRARIES[backend])}, not installed here "
+                           f"(pip install {' '.join(LIBRARIES[backend])})")
     network = network.eval()
     if backend == "eager":
         return _eager(network)

@@ -60,3 +60,20 @@ def test_inference_default_backend_runs_torchscript_models_within_tolerance():
     got = run(x)
     assert got.shape == expected.shape and float((got - expected).abs().max()) <= LOGIT_TOLERANCE
     assert runner(scripted, "eager", "cpu") is scripted
+
+
+def test_a_torchscript_model_with_an_exporting_backend_is_a_clear_error():
+    from bundle.inference import runner
+
+    scripted = torch.jit.script(_network())
+    for backend in ("onnxruntime", "openvino"):
+        with pytest.raises(ValueError, match=r"models/model\.ts: backend '\w+' exports the network.*\.pt state dict"):
+            runner(scripted, backend, "cpu", "models/model.ts")
+
+
+def test_a_missing_backend_library_is_named_with_its_install_command(monkeypatch):
+    from bundle import backends
+
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RuntimeError, match=r"'onnxruntime' needs onnxruntime and onnx.*pip install onnxruntime onnx"):
+        prepare(_network(), "onnxruntime", torch.randn(1, 1, 8, 8))

@@ -318,3 +318,18 @@ def test_training_patches_are_z_scored_with_the_moments_of_the_las_roi():
     z = item["slice"] - roi.start[0]
     np.testing.assert_allclose(out[0][roi.slices[1:]], expected[z].numpy(), atol=1e-5)
     assert np.shares_memory(item["image"], case["image"])  # the cached volume itself is left as it is
+
+
+def test_postprocess_on_the_las_box_equals_postprocess_on_the_whole_volume():
+    from bundle.postprocess import postprocess_box
+
+    rng = np.random.default_rng(1)
+    pred = torch.zeros(2, 8, 40, 40)
+    pred[0, 1:6, 2:20, 0:15] = 1  # LA at the image border, with holes the closing fills
+    pred[0, 2:4, 30:34, 30:34] = 1  # a smaller second component, dropped
+    pred[0][torch.as_tensor(rng.random((8, 40, 40)) < 0.05)] = 0
+    pred[1, 2:4, 2:6, 0:15] = 1
+    pred[1, 2, 31, 31] = 1  # scar outside the largest LA component, dropped
+    for radius in (0, 2):
+        assert torch.equal(postprocess_box(pred, radius), postprocess(pred, radius))
+    assert not postprocess_box(torch.zeros(2, 3, 4, 4)).any()
