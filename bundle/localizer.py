@@ -17,9 +17,13 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from bundle.planning.planner import coarse_shape
 from bundle.roi import Roi, is_crop, roi_from_coarse_mask
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["CROP", "NO_LA", "OK", "Localizer", "Location", "coarse_shape", "largest_component", "localizer_items",
+           "log_rois", "to_coarse"]
 
 COARSE_LA_FRACTION = 0.25
 """A coarse voxel is LA in stage 1's training target when LA fills at least this share of it (a half would drop
@@ -30,12 +34,6 @@ THRESHOLD = 0.5
 
 OK, CROP, NO_LA = "ok", "crop", "no_la"
 """How a scan was located: the LA was found, the scan is a crop (stage 1 skipped), or no LA was found."""
-
-
-def coarse_shape(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], target_xyz: Sequence[float]) -> tuple:
-    """Size (z, y, x) of the same field of view on the ``target_xyz`` grid (rounded, at least 1)."""
-    return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape_zyx, tuple(spacing_xyz)[::-1],
-                                                                  tuple(target_xyz)[::-1]))
 
 
 def to_coarse(volume: torch.Tensor | np.ndarray, spacing_xyz: Sequence[float], target_xyz: Sequence[float]) -> torch.Tensor:

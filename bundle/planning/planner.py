@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -214,6 +214,12 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
     return decisions
 
 
+def coarse_shape(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], target_xyz: Sequence[float]) -> tuple:
+    """Size (z, y, x) of the same field of view on the ``target_xyz`` grid (rounded, at least 1)."""
+    return tuple(max(1, round(n * s / t)) for n, s, t in zip(shape_zyx, tuple(spacing_xyz)[::-1],
+                                                             tuple(target_xyz)[::-1]))
+
+
 def decide_localizer(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
     """Stage 1: the coarse grid, patch and 3D U-Net of the LA localiser (rules ``LOCALIZER_*``)."""
     prof = _profile_settings(profile)
@@ -222,8 +228,8 @@ def decide_localizer(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dic
     target = _ceil_decimals(smallest / R.LOCALIZER_LA_VOXELS, R.LOCALIZER_SPACING_DECIMALS)
     native = np.median(np.asarray([c["spacing"] for c in fingerprint["cases"]], dtype=np.float64), axis=0)
     spacing = [max(float(n), target) for n in native]  # (x, y, z)
-    coarse = np.asarray([[max(1, round(n * s / t)) for n, s, t in zip(c["shape"], c["spacing"], spacing)]
-                         for c in fingerprint["cases"]], dtype=np.float64)  # (x, y, z) per scan
+    coarse = np.asarray([coarse_shape(c["shape"][::-1], c["spacing"], spacing)[::-1] for c in fingerprint["cases"]],
+                        dtype=np.float64)  # (x, y, z) per scan
     median = [float(v) for v in np.percentile(coarse, R.LOCALIZER_PATCH_PERCENTILE, axis=0)]
     poolings = 0
     while poolings < R.LOCALIZER_MAX_POOLINGS and min(median) / 2 ** (poolings + 1) >= R.LOCALIZER_MIN_FEATURE_MAP:
