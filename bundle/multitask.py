@@ -8,6 +8,7 @@ Slices of scans whose ablation state is unknown add no classification term.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 from torch import nn
 
+from bundle.distributed import training_module
 from bundle.trainer import JasGanTrainer
 
 ABLATION_TARGETS = {"post": 1.0, "pre": 0.0}
@@ -47,26 +49,26 @@ class MultiTaskLoss(nn.Module):
 class MultiTaskTrainer(JasGanTrainer):
     """One step of L = L_S + lambda L_C per batch for a :class:`~bundle.networks.MultiTaskUNet`.
 
-    It is :class:`~bundle.trainer.JasGanTrainer`'s engine (data, handlers, checkpoints, logging) with no
-    discriminator; only the iteration differs. The batch's ``ablation`` entries give the class targets.
+    It is :class:`~bundle.trainer.JasGanTrainer`'s engine (data, handlers, checkpoints, logging, mixed
+    precision, gradient averaging) with no discriminator; only the iteration differs. ``network`` is the
+    network's :meth:`~bundle.networks.MultiTaskUNet.training_module` (or a DDP wrapper of it), whose forward
+    gives both outputs (a plain :class:`~bundle.networks.MultiTaskUNet` is wrapped here). The batch's
+    ``ablation`` entries give the class targets.
     """
 
+    def __init__(self, device: str | torch.device, max_epochs: int, train_data_loader: Any, network: nn.Module,
+                 *args: Any, **kwargs: Any) -> None:
+        super().__init__(device, max_epochs, train_data_loader, training_module(network), *args, **kwargs)
+
     def _iteration(self, engine: MultiTaskTrainer, batchdata: dict) -> dict:
-        if batchdata is None:
-            raise ValueError("must provide batch data for current iteration.")
-        image, target = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)
-        image, target = torch.as_tensor(image), torch.as_tensor(target)
+        image, target = engine._inputs(engine, batchdata)
         post = ablation_targets(batchdata.get("ablation", ["unknown"] * image.shape[0]), image.device)
-        engine.network.train()
-        engine.state.output = {Keys.IMAGE: image, Keys.LABEL: target}
-        pred, class_logit = engine.network.forward_tasks(image)
+        with engine.autocast():
+            pred, class_logit = engine.network(image)
+        pred, class_logit = pred.float(), class_logit.float()
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         loss, seg, cls = engine.loss_function(pred, target, class_logit, post)
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        loss.backward()
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.optimizer.step()
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        engine._generator_step(engine, loss)
         engine.state.output.update({
             Keys.PRED: pred.detach(), Keys.LOSS: loss.detach(), "seg_loss": seg.item(), "ce_la": seg.item(),
             "class_loss": cls.item(),

@@ -1,8 +1,11 @@
-"""Make sure a config's dataset and plan exist before training: synthesize and plan on demand.
+"""The ``prepare`` step of training: data, plan and preprocessing cache, made once, before any training process.
 
 On a fresh clone the built-in phantom dataset is missing (data are never committed) while its
 plan is committed; ``prepare_data`` regenerates the data from the seed the plan was made with
 and checks that the scans match the plan, so a plan never silently describes other data.
+:func:`prepare` adds the preprocessing cache of the training and validation splits, on rank 0 only
+under ``torchrun``. Reading a config never writes: the config's ``plan`` is :func:`prepared_plan`, which
+only reads and checks.
 """
 
 from __future__ import annotations
@@ -10,11 +13,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from bundle.distributed import main_process_first
 from bundle.errors import DatasetError
 from bundle.layouts import read_dataset
 from bundle.phantom.dataset import is_complete, synthesize_dataset
 from bundle.planning.planner import load_plan
 from bundle.planning.run import plan_dataset
+from bundle.preprocessing import cache_split
+
+PREPARE_COMMAND = "python -m monai.bundle run prepare --config_file configs/train.yaml"
+"""What makes a missing plan (``training`` runs it first by itself)."""
+
+PREPARED_SPLITS = ("train", "validation")
+"""Splits whose preprocessed scans ``prepare`` caches (the test split is cached when first evaluated)."""
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +52,21 @@ def prepare_data(
     if not plan_file.is_file():
         logger.info("planning %s into %s", dataset_dir, plan_file)
         return plan_dataset(dataset_dir, layout, name=plan_file.stem, out=plan_file, profile=planner_profile)
+    return prepared_plan(dataset_dir, plan_file, layout)
+
+
+def prepared_plan(dataset_dir: str | Path, plan_file: str | Path, layout: str = "datalist") -> dict:
+    """The plan of a prepared dataset, checked against the scans on disk; reads only.
+
+    Raises:
+        DatasetError: the dataset or plan is missing (naming the command that prepares them), or the plan
+            describes other scans than those in ``dataset_dir``.
+    """
+    dataset_dir, plan_file = Path(dataset_dir), Path(plan_file)
+    if not dataset_dir.exists():
+        raise DatasetError(dataset_dir, f"dataset folder not found (for the built-in phantoms: {PREPARE_COMMAND})")
+    if not plan_file.is_file():
+        raise DatasetError(plan_file, f"plan not found; make it with: {PREPARE_COMMAND} (or scripts/plan.py)")
     plan = load_plan(plan_file)
     planned = {c["scan"] for c in plan["fingerprint"]["cases"]} | {e["scan"] for e in plan.get("excluded", [])}
     on_disk = {r["scan"] for r in read_dataset(dataset_dir, layout)}
@@ -52,6 +78,31 @@ def prepare_data(
             f"unplanned: {extra}); re-run scripts/plan.py or delete the plan",
         )
     return plan
+
+
+def prepare(
+    dataset_dir: str | Path,
+    plan_file: str | Path,
+    layout: str = "datalist",
+    phantom: dict | None = None,
+    planner_profile: str = "paper",
+    cache_dir: str | Path | None = None,
+) -> dict:
+    """The ``prepare`` run id: :func:`prepare_data`, then the preprocessing cache of :data:`PREPARED_SPLITS`.
+
+    Idempotent: what exists is checked and kept. Under ``torchrun`` rank 0 prepares while the other ranks
+    wait at a barrier, then read the plan it made.
+    """
+
+    def work() -> dict:
+        plan = prepare_data(dataset_dir, plan_file, layout, phantom, planner_profile)
+        if cache_dir is not None:
+            for split in PREPARED_SPLITS:
+                cache_split(plan, split, dataset_dir, layout, cache_dir)
+        logger.info("prepared %s: plan %s, cache %s", dataset_dir, plan_file, cache_dir)
+        return plan
+
+    return main_process_first(work, lambda: prepared_plan(dataset_dir, plan_file, layout))
 
 
 def phantom_records(dataset_dir: str | Path, layout: str = "datalist", phantom: dict | None = None) -> list[dict]:

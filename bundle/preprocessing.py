@@ -130,8 +130,14 @@ def _load_npz(path: Path) -> dict:
         return {key: data[key] for key in data.files}
 
 
-def preprocessed(record: dict, plan: dict, cache_dir: str | Path | None) -> dict:
-    """``record`` preprocessed under ``plan``: read from the cache when present, else computed (and cached).
+def cache_path(record: dict, plan: dict, cache_dir: str | Path) -> Path:
+    """Where ``record`` preprocessed under ``plan`` is cached."""
+    return Path(cache_dir) / plan["name"] / f"{record['scan']}-{cache_key(plan, record)}.npz"
+
+
+def preprocessed(record: dict, plan: dict, cache_dir: str | Path | None, write_cache: bool = True) -> dict:
+    """``record`` preprocessed under ``plan``: read from the cache when present, else computed (and cached
+    unless ``write_cache`` is False).
 
     Returns ``image`` (float32, (z, y, x)), ``label`` (uint8, 0/1/2), ``spacing`` (x, y, z mm) and
     the record's ``scan``, ``patient`` and ``ablation``.
@@ -139,14 +145,14 @@ def preprocessed(record: dict, plan: dict, cache_dir: str | Path | None) -> dict
     meta = {k: record.get(k, "") for k in ("scan", "patient", "ablation")}
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / plan["name"] / f"{record['scan']}-{cache_key(plan, record)}.npz"
+        path = cache_path(record, plan, cache_dir)
         if path.is_file():
             try:
                 return {**_load_npz(path), **meta}
             except (OSError, ValueError, KeyError) as err:  # a damaged cache entry is rebuilt, not fatal
                 logger.warning("rebuilding damaged cache entry %s (%s)", path, err)
     arrays = preprocess_case(load_case(record), plan)
-    if path is not None:
+    if path is not None and write_cache:
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
     return {**arrays, **meta}
@@ -170,12 +176,23 @@ def split_records(plan: dict, split: str, dataset_dir: str | Path, layout: str, 
 
 def load_split(
     plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path | None = None,
-    csv: str | None = None,
+    csv: str | None = None, write_cache: bool = True,
 ) -> list[dict]:
-    """Preprocess (or read from the cache) every scan of a split of the plan."""
+    """Preprocess (or read from the cache) every scan of a split of the plan; ``write_cache=False`` never
+    writes (scans missing from the cache are preprocessed in memory)."""
     records = split_records(plan, split, dataset_dir, layout, csv)
     cases = []
     for i, record in enumerate(records, 1):
-        cases.append(preprocessed(record, plan, cache_dir))
+        cases.append(preprocessed(record, plan, cache_dir, write_cache))
         logger.info("preprocessed %s scan %d/%d: %s", split, i, len(records), record["scan"])
     return cases
+
+
+def cache_split(plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path) -> int:
+    """Write the cache entries of a split that are missing (without reading those present); returns how many."""
+    records = split_records(plan, split, dataset_dir, layout)
+    missing = [r for r in records if not cache_path(r, plan, cache_dir).is_file()]
+    for i, record in enumerate(missing, 1):
+        preprocessed(record, plan, cache_dir)
+        logger.info("cached %s scan %d/%d: %s", split, i, len(missing), record["scan"])
+    return len(missing)

@@ -17,7 +17,11 @@ from monai.inferers import Inferer, SimpleInferer
 from monai.utils import CommonKeys as Keys
 from torch.optim import Optimizer
 
+from bundle.distributed import average_gradients, parameters_outside, unwrap
 from bundle.losses import UncertaintyWeightedLoss, discriminator_loss, feature_matching_loss
+
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Mixed-precision types: bfloat16 (no gradient scaling needed) or float16 (a gradient scaler per optimiser)."""
 
 
 class JasGanTrainer(Trainer):
@@ -34,6 +38,13 @@ class JasGanTrainer(Trainer):
     ``loss_function`` must be a :class:`~bundle.losses.UncertaintyWeightedLoss` (its log-variances
     belong in ``optimizer``). The output dict holds the batch, the logits and every loss term, so
     ``StatsHandler``/``TensorBoardStatsHandler`` can log them.
+
+    ``network`` and ``discriminator`` may be ``DistributedDataParallel`` wrappers
+    (``configs/multi_gpu_train.yaml``): the gradients of the optimiser's other parameters (the loss
+    log-variances) are then averaged over the ranks, and T's generator-step pass runs unwrapped (its
+    gradients are not computed, so DDP must not wait for them). ``amp`` runs the forward passes in
+    ``amp_dtype`` under ``torch.autocast`` on the engine's device, with a ``GradScaler`` per optimiser for
+    float16; the losses are computed in float32.
     """
 
     def __init__(
@@ -58,9 +69,13 @@ class JasGanTrainer(Trainer):
         train_handlers: Sequence | None = None,
         decollate: bool = False,
         optim_set_to_none: bool = True,
+        amp: bool = False,
+        amp_dtype: str = "bfloat16",
     ) -> None:
         if (discriminator is None) != (d_optimizer is None):
             raise ValueError("give both discriminator and d_optimizer, or neither (no adversarial term)")
+        if amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype {amp_dtype!r} is not one of {sorted(AMP_DTYPES)}")
         super().__init__(
             device=device, max_epochs=max_epochs, data_loader=train_data_loader, epoch_length=epoch_length,
             non_blocking=non_blocking, prepare_batch=prepare_batch, postprocessing=postprocessing,
@@ -75,17 +90,47 @@ class JasGanTrainer(Trainer):
         self.adv_weight = float(adv_weight)
         self.inferer = SimpleInferer() if inferer is None else inferer
         self.optim_set_to_none = optim_set_to_none
+        self.amp = bool(amp)
+        self.amp_dtype = AMP_DTYPES[amp_dtype]
+        scaled = self.amp and self.amp_dtype == torch.float16
+        device_type = torch.device(device).type
+        self.g_scaler = torch.amp.GradScaler(device_type, enabled=scaled)
+        self.d_scaler = torch.amp.GradScaler(device_type, enabled=scaled and discriminator is not None)
+        self.unsynchronised = parameters_outside(network, optimizer)
         self.register_events(*IterationEvents)
 
-    def _iteration(self, engine: JasGanTrainer, batchdata: dict) -> dict:
+    def autocast(self) -> torch.autocast:
+        """The forward passes' mixed-precision context (disabled unless ``amp``)."""
+        return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def _inputs(self, engine: JasGanTrainer, batchdata: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image, target) of the batch on the engine's device; the output dict starts with them."""
         if batchdata is None:
             raise ValueError("must provide batch data for current iteration.")
         image, target = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking)
         image, target = torch.as_tensor(image), torch.as_tensor(target)
         engine.network.train()
         engine.state.output = {Keys.IMAGE: image, Keys.LABEL: target}
+        return image, target
 
-        pred = engine.inferer(image, engine.network)
+    def _generator_step(self, engine: JasGanTrainer, loss: torch.Tensor) -> None:
+        """Backward of ``loss`` into the optimiser's parameters only, averaged over ranks, then one step."""
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        # gradients only for what this step updates (Gls and the loss weights): T's weight gradients of the
+        # adversarial term would be computed and thrown away (about 15 % of an iteration on a CPU)
+        params = [p for group in engine.optimizer.param_groups for p in group["params"] if p.requires_grad]
+        engine.g_scaler.scale(loss).backward(inputs=params)
+        average_gradients(engine.unsynchronised)
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        engine.g_scaler.step(engine.optimizer)
+        engine.g_scaler.update()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+
+    def _iteration(self, engine: JasGanTrainer, batchdata: dict) -> dict:
+        image, target = engine._inputs(engine, batchdata)
+        with engine.autocast():
+            pred = engine.inferer(image, engine.network)
+        pred = pred.float()
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         prob = torch.sigmoid(pred)
 
@@ -95,26 +140,24 @@ class JasGanTrainer(Trainer):
             engine.discriminator.train()
             real_in = torch.cat([image, target], dim=1)
             engine.d_optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-            real_logits, real_features = engine.discriminator(real_in)
-            fake_logits, _ = engine.discriminator(torch.cat([image, prob.detach()], dim=1))
-            d_loss = discriminator_loss(real_logits, fake_logits)
-            d_loss.backward()
-            engine.d_optimizer.step()
+            with engine.autocast():
+                real_logits, real_features = engine.discriminator(real_in)
+                fake_logits, _ = engine.discriminator(torch.cat([image, prob.detach()], dim=1))
+            d_loss = discriminator_loss(real_logits.float(), fake_logits.float())
+            engine.d_scaler.scale(d_loss).backward()
+            engine.d_scaler.step(engine.d_optimizer)
+            engine.d_scaler.update()
             # Feature matching against the real features of this step (taken before T's update: one
-            # forward less per iteration); the fake pass uses the updated T and carries Gls's gradient.
-            _, fake_features = engine.discriminator(torch.cat([image, prob], dim=1))
-            adv = feature_matching_loss([f.detach() for f in real_features], fake_features)
+            # forward less per iteration); the fake pass uses the updated T and carries Gls's gradient only,
+            # so it runs on T itself, outside any DDP wrapper (which would wait for T's gradients).
+            with engine.autocast():
+                _, fake_features = unwrap(engine.discriminator)(torch.cat([image, prob], dim=1))
+            adv = feature_matching_loss([f.detach().float() for f in real_features], [f.float() for f in fake_features])
 
         ce, dice = engine.loss_function.parts(pred, target)
         seg = engine.loss_function.weigh(ce, dice)
         loss = seg + engine.adv_weight * adv
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        # gradients only for what this step updates (Gls and the loss weights): T's weight gradients of the
-        # adversarial term would be computed and thrown away (about 15 % of an iteration on a CPU)
-        loss.backward(inputs=[p for group in engine.optimizer.param_groups for p in group["params"]])
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        engine.optimizer.step()
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        engine._generator_step(engine, loss)
 
         lambdas = engine.loss_function.weights
         engine.state.output.update({

@@ -1,4 +1,4 @@
-"""Small pieces the training config wires together: metric outputs, TorchScript export, timing."""
+"""Small pieces the training config wires together: metric outputs, weights, mixed precision, export, timing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from ignite.engine import Engine
-from monai.handlers import CheckpointLoader, CheckpointSaver, from_engine
+from monai.handlers import from_engine
 from monai.networks.utils import convert_to_torchscript
 
 from bundle.atomic import atomic_path
@@ -60,24 +59,13 @@ def initial_weights(network: torch.nn.Module, checkpoint: str | Path | None) -> 
     return network if checkpoint is None else load_weights(network, checkpoint)
 
 
-class EngineCheckpointSaver(CheckpointSaver):
-    """``CheckpointSaver`` that also saves the engine it is attached to (epoch, iteration), so a run can resume.
-
-    A config cannot list the trainer among the objects its own handler saves (a circular reference),
-    so the engine is added to ``save_dict`` under ``trainer`` when the handler is attached.
-    """
-
-    def attach(self, engine: Engine) -> None:
-        self.save_dict.setdefault("trainer", engine)
-        super().attach(engine)
-
-
-class EngineCheckpointLoader(CheckpointLoader):
-    """``CheckpointLoader`` counterpart of :class:`EngineCheckpointSaver`: restores the engine's state too."""
-
-    def attach(self, engine: Engine) -> None:
-        self.load_dict.setdefault("trainer", engine)
-        super().attach(engine)
+def mixed_precision(amp: bool, device: torch.device | str) -> bool:
+    """Whether to train and validate in mixed precision: ``amp`` on a CUDA device; on a CPU a requested ``amp``
+    is ignored with a warning (CPU autocast is slower than float32 for these convolutions)."""
+    if amp and torch.device(device).type != "cuda":
+        logger.warning("amp: true is ignored on %s: mixed precision needs a CUDA GPU; training in float32", device)
+        return False
+    return bool(amp)
 
 
 def export_torchscript(

@@ -333,3 +333,40 @@ def test_postprocess_on_the_las_box_equals_postprocess_on_the_whole_volume():
     for radius in (0, 2):
         assert torch.equal(postprocess_box(pred, radius), postprocess(pred, radius))
     assert not postprocess_box(torch.zeros(2, 3, 4, 4)).any()
+
+
+# ------------------------------------------------------------------------------------ mixed precision
+
+
+def test_amp_is_ignored_on_a_cpu_with_a_warning(caplog):
+    from bundle.workflow import mixed_precision
+
+    with caplog.at_level("WARNING"):
+        assert mixed_precision(True, "cpu") is False
+    assert "amp: true is ignored on cpu" in caplog.text
+    assert mixed_precision(False, "cpu") is False and mixed_precision(True, "cuda:0") is True
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_amp_iteration_autocasts_forward_and_steps_every_optimiser(dtype):
+    """The trainer's mixed-precision path (run here through CPU autocast; the configs enable it on CUDA only):
+    float32 logits and losses, every network and the loss weights updated, a gradient scaler for float16 only."""
+    torch.manual_seed(0)
+    net, loss = _net(), UncertaintyWeightedLoss()
+    disc = JointDiscriminator(3, channels=(4, 8, 8, 16))
+    opt = torch.optim.Adam(list(net.parameters()) + list(loss.parameters()), lr=1e-2)
+    d_opt = torch.optim.Adam(disc.parameters(), lr=1e-3)
+    trainer = JasGanTrainer("cpu", 1, [_batch()], net, opt, loss, disc, d_opt, amp=True, amp_dtype=dtype)
+    trainer.state.device = torch.device("cpu")
+    assert trainer.g_scaler.is_enabled() == trainer.d_scaler.is_enabled() == (dtype == "float16")
+    before = [{k: v.clone() for k, v in m.state_dict().items()} for m in (net, disc, loss)]
+    forward_dtypes = []
+    net.register_forward_hook(lambda module, inputs, output: forward_dtypes.append(output.dtype))
+    out = trainer._iteration(trainer, _batch())
+    assert forward_dtypes == [getattr(torch, dtype)]  # Gls ran in the reduced precision
+    assert out["pred"].dtype == torch.float32 and np.isfinite([out["seg_loss"], out["adv_loss"], out["d_loss"]]).all()
+    for module, old in zip((net, disc, loss), before):
+        assert any(not torch.equal(v, old[k]) for k, v in module.state_dict().items() if v.dtype.is_floating_point)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    with pytest.raises(ValueError, match="amp_dtype"):
+        JasGanTrainer("cpu", 1, [_batch()], net, opt, loss, amp=True, amp_dtype="float8")

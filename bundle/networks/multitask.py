@@ -16,7 +16,7 @@ from torch import nn
 
 from bundle.networks.unet import LAUNet
 
-__all__ = ["NO_SCAR_LOGIT", "MultiTaskUNet"]
+__all__ = ["NO_SCAR_LOGIT", "MultiTaskUNet", "TaskOutputs"]
 
 NO_SCAR_LOGIT = -30.0
 """The scar channel of a network that segments only the LA: sigmoid(-30) ~ 1e-13, i.e. no scar anywhere."""
@@ -34,7 +34,8 @@ class MultiTaskUNet(nn.Module):
     ``forward`` returns (B, 2, H, W) [LA logits, scar logits] like every generator of this bundle, the
     scar channel being the constant :data:`NO_SCAR_LOGIT` (this method segments no scar), so inference,
     validation and TorchScript export need nothing special. :meth:`forward_tasks` also returns the
-    (B,) post-ablation logit for training. The paper's U-Net has 5 poolings; here ``widths`` (from the
+    (B,) post-ablation logit for training; :meth:`training_module` is the module a trainer (and a
+    ``DistributedDataParallel`` wrapper, which only sees ``forward``) calls for it. The paper's U-Net has 5 poolings; here ``widths`` (from the
     plan) sets the depth, as for JAS-GAN's Gl.
     """
 
@@ -70,3 +71,18 @@ class MultiTaskUNet(nn.Module):
         deep = skips[self.class_level]
         vector = torch.cat([pool(deep).flatten(1) for pool in self.pools], dim=1)
         return self._segmentation(skips), self.classifier(vector)[:, 0]
+
+    def training_module(self) -> TaskOutputs:
+        """This network seen through :class:`TaskOutputs`, whose ``forward`` is :meth:`forward_tasks`."""
+        return TaskOutputs(self)
+
+
+class TaskOutputs(nn.Module):
+    """``forward`` = ``network.forward_tasks``: the multi-task U-Net as its trainer (and DDP) calls it."""
+
+    def __init__(self, network: MultiTaskUNet) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.network.forward_tasks(x)
