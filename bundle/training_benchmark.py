@@ -35,8 +35,14 @@ def time_iterations(
     iterations: int = 5,
     warmup: int = 1,
     device: str | None = None,
+    amp: bool = False,
+    amp_dtype: str = "bfloat16",
 ) -> dict:
-    """Median seconds per training iteration (after ``warmup``) and the sizes it was measured with."""
+    """Median seconds per training iteration (after ``warmup``) and the sizes it was measured with.
+
+    ``amp`` runs the trainer's mixed-precision path in ``amp_dtype`` on any device (training configs enable it
+    on CUDA only; this measures what it would cost elsewhere too).
+    """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net = CascadeNet(1, gl_widths, gs_width, cascade, lstm_channels).to(dev)
     loss = UncertaintyWeightedLoss().to(dev)
@@ -44,7 +50,7 @@ def time_iterations(
     opt = torch.optim.Adam(list(net.parameters()) + list(loss.parameters()), lr=1e-3)
     d_opt = torch.optim.Adam(disc.parameters(), lr=1e-4) if disc is not None else None
     batch = _batch(batch_size, patch, dev)
-    trainer = JasGanTrainer(dev, 1, [batch], net, opt, loss, disc, d_opt)
+    trainer = JasGanTrainer(dev, 1, [batch], net, opt, loss, disc, d_opt, amp=amp, amp_dtype=amp_dtype)
     trainer.state.device = dev
     times = []
     for i in range(warmup + iterations):
@@ -60,7 +66,8 @@ def time_iterations(
     return {
         "device": str(dev), "threads": torch.get_num_threads(), "patch": list(patch), "batch_size": batch_size,
         "gl_widths": list(gl_widths), "gs_width": gs_width, "lstm_channels": lstm_channels, "cascade": cascade,
-        "discriminator": discriminator, "iterations": iterations,
+        "discriminator": discriminator, "amp": amp, "amp_dtype": amp_dtype if amp else "float32",
+        "iterations": iterations,
         "seconds_per_iteration": round(times[len(times) // 2], 4),
         "parameters_gls": sum(p.numel() for p in net.parameters()),
     }

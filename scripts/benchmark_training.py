@@ -3,6 +3,7 @@
     python scripts/benchmark_training.py                      # paper size: 256 x 256, batch 8, widths 32..512
     python scripts/benchmark_training.py --preset cpu         # the cpu planner profile: 128 x 128, widths 16..128
     python scripts/benchmark_training.py --patch "[192,192]" --batch_size 4 --gs_width 16
+    python scripts/benchmark_training.py --amp True                    # mixed precision (bfloat16; --amp_dtype float16)
 
 Run it alone on the machine: a concurrent job skews the timings.
 """

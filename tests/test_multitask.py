@@ -80,3 +80,30 @@ def test_trainer_steps_both_tasks_and_lowers_the_loss_on_a_fixed_batch():
         last = trainer._iteration(trainer, batch)
     assert last["loss"].item() < 0.4 * first["loss"].item()
     assert last["seg_loss"] < 0.75 * first["seg_loss"] and last["class_loss"] < 0.1 * first["class_loss"]
+
+
+def test_trainer_steps_both_tasks_through_a_ddp_wrapper():
+    """DDP only forwards `forward`: the multi-task trainer must still get the class logit (one-process gloo group)."""
+    import socket
+
+    import torch.distributed as dist
+
+    from bundle.distributed import ddp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        net = MultiTaskUNet(1, WIDTHS, hidden=8, dropout=0.0)
+        wrapped = ddp(net, "cpu")
+        batch = {"image": torch.randn(2, 1, 32, 32), "label": torch.zeros(2, 2, 32, 32), "ablation": ["post", "pre"]}
+        trainer = MultiTaskTrainer("cpu", 1, [batch], wrapped, torch.optim.Adam(net.parameters(), lr=1e-2),
+                                   MultiTaskLoss())
+        trainer.state.device = torch.device("cpu")
+        head = net.classifier[-1].weight.detach().clone()
+        out = trainer._iteration(trainer, batch)
+        assert out["class_loss"] > 0 and not torch.equal(head, net.classifier[-1].weight)
+    finally:
+        dist.destroy_process_group()
