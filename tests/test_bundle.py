@@ -24,6 +24,12 @@ def test_configs_metadata_is_the_top_level_file():
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 2
 
 
+def test_package_version_is_the_bundle_version():
+    import bundle
+
+    assert bundle.__version__ == json.loads((REPO / "metadata.json").read_text())["version"]
+
+
 def test_metadata_follows_the_model_zoo_schema():
     jsonschema = pytest.importorskip("jsonschema")
     if not SCHEMA.is_file():
