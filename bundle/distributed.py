@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from typing import TypeVar
 
 import ignite.distributed as idist
@@ -54,8 +55,12 @@ def local_device() -> torch.device:
     return torch.device("cpu")
 
 
-def init_process_group(device: torch.device | str) -> None:
-    """Join the process group torchrun describes (NCCL on GPUs, gloo on a CPU); set this process's GPU."""
+def init_process_group(device: torch.device | str, timeout_minutes: float = 60.0) -> None:
+    """Join the process group torchrun describes (NCCL on GPUs, gloo on a CPU); set this process's GPU.
+
+    ``timeout_minutes`` bounds every collective, the wait for rank 0's ``prepare`` included (NCCL's default,
+    10 minutes, is shorter than preprocessing a large cohort).
+    """
     device = torch.device(device)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise RuntimeError("configs/multi_gpu_train.yaml runs under torchrun (RANK and WORLD_SIZE are not set): "
@@ -63,7 +68,8 @@ def init_process_group(device: torch.device | str) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(minutes=timeout_minutes))
     # ignite's first idist.get_rank() (e.g. in a checkpoint saver only rank 0 builds) makes process groups,
     # a collective call: made here, on every rank, it cannot leave the others waiting
     idist.sync()
