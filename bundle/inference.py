@@ -23,6 +23,7 @@ import SimpleITK as sitk
 import torch
 from monai.inferers import Inferer
 
+from bundle.dicom import read_series, series_records
 from bundle.errors import DatasetError
 from bundle.io import geometry_differences, image_suffix, orientation_code, read_image, turn_array
 from bundle.layouts import read_dataset, safe_name
@@ -37,6 +38,9 @@ from bundle.workflow import load_weights
 logger = logging.getLogger(__name__)
 
 SCAN_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+DICOM_LAYOUT = "dicom"
+"""``layout`` of a tree of DICOM series (a folder without image files is read as one too)."""
 """Image files a folder of scans may hold (a detached ``.nhdr``/``.mhd`` header counts, not its raw file)."""
 
 DEFAULT_ORIENTATION = "LPS"
@@ -54,18 +58,23 @@ def scan_name(path: str | Path) -> str:
 
 def scan_records(
     dataset_dir: str | Path, layout: str | None = None, plan: dict | None = None, split: str | None = None,
-    csv: str | None = None,
+    csv: str | None = None, series_description: str | Sequence[str] | None = None,
 ) -> list[dict]:
     """Scans to segment, as records with ``scan`` and ``image``.
 
     With ``layout`` None, ``dataset_dir`` is a folder of scans (every NRRD, NIfTI or MetaImage file
-    directly in it). With a layout (``datalist``, ``miccai2018``, ``lascarqs2022``) it is a dataset;
-    ``split`` (``train``/``validation``/``test`` of ``plan``) keeps that split only.
+    directly in it) or, when it holds none, a tree of DICOM series (one scan per series, see
+    :mod:`bundle.dicom`; ``layout: dicom`` asks for that explicitly). ``series_description`` keeps only the
+    series whose description contains one of its strings (e.g. ``["LGE", "PSIR"]``). With a dataset layout
+    (``datalist``, ``miccai2018``, ``lascarqs2022``) it is a dataset; ``split`` (``train``/``validation``/``test``
+    of ``plan``) keeps that split only.
 
     Raises:
         DatasetError: the folder is missing or holds no scans; a split is asked without a layout.
     """
     root = Path(dataset_dir)
+    if layout == DICOM_LAYOUT:
+        return series_records(root, series_description)
     if layout is not None:
         if split is not None:
             if plan is None:
@@ -79,7 +88,11 @@ def scan_records(
     files = sorted(p for p in root.iterdir()
                    if p.is_file() and not p.name.startswith(".") and image_suffix(p) in SCAN_SUFFIXES)
     if not files:
-        raise DatasetError(root, f"no scans in the folder (looked for {', '.join(SCAN_SUFFIXES)})")
+        try:
+            return series_records(root, series_description)
+        except DatasetError:
+            raise DatasetError(root, f"no scans in the folder (looked for {', '.join(SCAN_SUFFIXES)} files and "
+                                     "DICOM series)") from None
     records = [{"scan": scan_name(p), "image": str(p)} for p in files]
     for record in records:
         try:
@@ -90,6 +103,19 @@ def scan_records(
     if twice:
         raise DatasetError(root, f"scan names appear in two formats, rename one: {twice[:5]}")
     return records
+
+
+def read_scan(record: Mapping) -> sitk.Image:
+    """The image of an inference record: a DICOM series (:func:`bundle.dicom.read_series`) or an image file.
+
+    Raises:
+        DatasetError: naming the file or series, when it cannot be read as one 3D scan.
+    """
+    if record.get("error"):
+        raise DatasetError(record["image"], record["error"])
+    if record.get("dicom") is not None:
+        return read_series(record["dicom"])
+    return read_image(record["image"])
 
 
 def plan_orientation(plan: Mapping) -> str:
@@ -299,7 +325,7 @@ def segment_scans(
     """
 
     def process(record: Mapping) -> dict:
-        image = read_image(record["image"])
+        image = read_scan(record)
         result = segmenter.segment(image)
         row = {"status": result.status, "stage1": result.stage1, **_roi_columns(result.roi)}
         if result.status == NO_LA:
@@ -313,6 +339,9 @@ def segment_scans(
     meta = {"orientation": segmenter.orientation, "threshold": THRESHOLD,
             "closing_radius_mm": segmenter.closing_radius_mm, **(meta or {})}
     rows = run_batch(records, process, what="inference")
+    for record, row in zip(records, rows):  # DICOM input: the report names the series
+        if "series_uid" in record:
+            row.update(series=record.get("series", ""), series_uid=record["series_uid"])
     failed = [r["scan"] for r in rows if r["status"] == "failed"]
     no_la = [r["scan"] for r in rows if r["status"] == NO_LA]
     for scan in failed:
