@@ -24,6 +24,7 @@ import torch
 from monai.inferers import Inferer
 
 from bundle.dicom import read_series, series_records
+from bundle.dicom_seg import SEG_FILE, write_dicom_seg
 from bundle.errors import DatasetError
 from bundle.io import geometry_differences, image_suffix, orientation_code, read_image, turn_array
 from bundle.layouts import read_dataset, safe_name
@@ -314,14 +315,15 @@ def _roi_columns(roi: dict | None) -> dict:
 
 def segment_scans(
     records: Sequence[Mapping], segmenter: Segmenter, output_dir: str | Path, save_probabilities: bool = False,
-    meta: Mapping | None = None,
+    meta: Mapping | None = None, save_dicom_seg: bool = False,
 ) -> list[dict]:
     """Segment each record's ``image`` into ``<output_dir>/<scan>/`` and write the scar report there.
 
     A scan that cannot be read or segmented is reported (``status`` failed, with the reason) and skipped; a scan
     in which stage 1 finds no LA gets ``status`` no_la with the reason and no masks; the others are written with
     their ROI (``roi_start``/``roi_stop``: voxel ranges x, y, z of the scan; ``roi_min_mm``/``roi_max_mm``: world
-    corners). Returns the report rows.
+    corners). With ``save_dicom_seg``, a scan read from a DICOM series also gets ``seg.dcm``, a DICOM SEG
+    referencing that series (:mod:`bundle.dicom_seg`). Returns the report rows.
     """
 
     def process(record: Mapping) -> dict:
@@ -334,6 +336,9 @@ def segment_scans(
             return {**row, "error": result.detail}
         write_prediction(output_dir, record["scan"], result.label > 0, result.label == 2, image,
                          result.probabilities if save_probabilities else None)
+        if save_dicom_seg and record.get("dicom") is not None:
+            write_dicom_seg(record["dicom"], result.label > 0, result.label == 2,
+                            Path(output_dir) / record["scan"] / SEG_FILE)
         return {**row, **quantify(result.label, image)}
 
     meta = {"orientation": segmenter.orientation, "threshold": THRESHOLD,
@@ -357,16 +362,18 @@ class BatchSegmenter:
     ``evaluator``: ``run()`` does the work; see :func:`segment_scans`)."""
 
     def __init__(self, dataset: Sequence[Mapping], segmenter: Segmenter, output_dir: str | Path,
-                 save_probabilities: bool = False, meta: Mapping | None = None) -> None:
+                 save_probabilities: bool = False, meta: Mapping | None = None, save_dicom_seg: bool = False) -> None:
         self.dataset = list(dataset)
         self.segmenter = segmenter
         self.output_dir = Path(output_dir)
         self.save_probabilities = save_probabilities
         self.meta = dict(meta or {})
+        self.save_dicom_seg = save_dicom_seg
 
     def run(self) -> list[dict]:
         """Segment the dataset; raises after writing the report when not a single scan could be segmented."""
-        rows = segment_scans(self.dataset, self.segmenter, self.output_dir, self.save_probabilities, self.meta)
+        rows = segment_scans(self.dataset, self.segmenter, self.output_dir, self.save_probabilities, self.meta,
+                             self.save_dicom_seg)
         if rows and all(r["status"] == "failed" for r in rows):
             raise RuntimeError(f"no scan could be segmented (first error: {rows[0]['error']}); see "
                                f"{self.output_dir / 'report.csv'}")

@@ -106,18 +106,19 @@ def test_training_run_end_to_end(tmp_path):
         assert all(0 <= a < b <= n for a, b, n in zip(row["roi_start"], row["roi_stop"], image.GetSize()))
 
     # the same scan as a DICOM series (oblique files, reverse order): masks on the series' grid, equal to the NIfTI's
-    from dicom_series import write_series
+    from bundle.dicom import write_series
 
     first = next(r for r in report["scans"] if r["status"] == "ok")
     write_series(read_image(first["image"]), tmp_path / "pacs" / "study1" / "series9", number=9, reverse=True)
     dicom_out = tmp_path / "dicom-outputs"
     infer = _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
-                  "--dataset_dir", str(tmp_path / "pacs"), "--series_description", "['LGE']",
+                  "--dataset_dir", str(tmp_path / "pacs"), "--series_description", "['LGE']", "--save_dicom_seg", "True",
                   "--plan_file", str(tmp_path / "plans" / "tiny.json"), "--model_file", str(models / "model.ts"),
                   "--localizer_file", str(models / "localizer.ts"), "--output_dir", str(dicom_out)])
     assert infer.returncode == 0, (infer.stdout + infer.stderr)[-3000:]
     (row,) = json.loads((dicom_out / "report.json").read_text())["scans"]
     assert row["scan"] == "PAT1_S9" and row["series"] == "3D LGE" and row["status"] == "ok"
+    assert (dicom_out / "PAT1_S9" / "seg.dcm").stat().st_size > 0
     for name in ("la.nii.gz", "scar.nii.gz"):
         from_dicom, from_nifti = read_image(dicom_out / "PAT1_S9" / name), read_image(out / first["scan"] / name)
         assert same_geometry(from_dicom, from_nifti)

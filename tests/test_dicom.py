@@ -7,10 +7,9 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from dicom_series import kept_locale, write_series
 from scipy.spatial.transform import Rotation
 
-from bundle.dicom import find_series, read_series, series_records
+from bundle.dicom import find_series, kept_locale, read_series, series_records, write_series
 from bundle.errors import DatasetError
 from bundle.inference import read_scan, scan_records
 from bundle.io import read_image, same_geometry, write_image
@@ -128,3 +127,27 @@ def test_unreadable_and_truncated_files_fail_their_scan_and_the_batch_goes_on(tm
     assert rows["PAT1_S2"]["status"] == "failed" and str(tmp_path / "torn") in rows["PAT1_S2"]["error"]
     assert rows["unreadable-dicom"]["status"] == "failed" and "x.dcm" in rows["unreadable-dicom"]["error"]
     shutil.rmtree(junk)
+
+
+def test_masks_as_dicom_seg_reference_the_source_series(tmp_path):
+    hd = pytest.importorskip("highdicom")
+    from bundle.dicom_seg import write_dicom_seg
+
+    image = _volume()
+    write_series(image, tmp_path / "series", reverse=True)
+    (series,), _ = find_series(tmp_path / "series")
+    array = sitk.GetArrayFromImage(read_series(series))
+    la, scar = array > 1500, array > 2800
+    path = write_dicom_seg(series, la, scar, tmp_path / "out" / "seg.dcm")
+    seg = hd.seg.segread(path)
+    assert seg.Modality == "SEG" and seg.FrameOfReferenceUID == series.uid + ".9"
+    assert [s.SegmentLabel for s in seg.SegmentSequence] == ["LA", "scar"]
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == series.uid
+    sources = [s for s in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence]
+    assert len(sources) == image.GetDepth()
+    for k, source_file in enumerate(series.files):  # frame k of each segment is the mask of source slice k
+        sop = sitk.ImageFileReader()
+        sop.SetFileName(source_file)
+        sop.ReadImageInformation()
+        frames = seg.get_pixels_by_source_instance([sop.GetMetaData("0008|0018")], segment_numbers=[1, 2])
+        assert np.array_equal(frames[0, ..., 0], la[k]) and np.array_equal(frames[0, ..., 1], scar[k])
