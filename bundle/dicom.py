@@ -18,7 +18,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,6 @@ class DicomSeries:
     series_number: str = ""
     description: str = ""
     name: str = ""
-    headers: list[dict] = field(default_factory=list, repr=False)
 
     @property
     def where(self) -> str:
@@ -181,7 +180,6 @@ def check_series(series: DicomSeries) -> list[dict]:
             raise DatasetError(series.where, f"missing slices: {int(missing.sum())} slice(s) absent between {where} "
                                              f"along the normal (spacing {median:.3f} mm)")
         raise DatasetError(series.where, f"non-uniform slice spacing: gaps from {gaps.min():.3f} to {gaps.max():.3f} mm")
-    series.headers = headers
     return headers
 
 

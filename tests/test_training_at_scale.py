@@ -206,3 +206,12 @@ def test_mlflow_tracking_logs_config_losses_metrics_and_models(tmp_path):
     assert any(a.startswith("config_") and a.endswith(".json") for a in artifacts), artifacts
     assert {a.path for a in client.list_artifacts(tracked.info.run_id, "models")} == {"models/model.ts",
                                                                                      "models/localizer.ts"}
+
+
+def test_the_multi_gpu_overlay_outside_torchrun_says_how_to_launch_it(monkeypatch):
+    from bundle.distributed import init_process_group
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(RuntimeError, match="runs under torchrun .*--nproc_per_node=N"):
+        init_process_group("cpu")
