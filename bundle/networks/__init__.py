@@ -6,7 +6,8 @@ Paper symbol -> class:
 - Ga, the convLSTM adaptive attention connection (AC, Eq. 1): :class:`AdaptiveAttention` (with :class:`ConvLSTMCell`)
 - Gs, the scar residual network (RN): :class:`ScarResNet`
 - Gls = Gs o Ga o Gl, the cascade and its ablation connections (``CASCADE_OPS``): :class:`CascadeNet`
-- T, the joint discriminator conditioned on the image: :class:`JointDiscriminator`
+- T, the joint discriminator conditioned on the image: :class:`JointDiscriminator` (exported for the quality score
+  as :class:`ConfidenceMap`)
 
 Stage 1 of the whole-scan pipeline, the 3D LA localiser that finds the region Gls segments: :class:`LocalizerNet`.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from bundle.networks.attention import AdaptiveAttention, ConvLSTMCell
 from bundle.networks.cascade import CASCADE_OPS, CascadeNet
-from bundle.networks.discriminator import JointDiscriminator
+from bundle.networks.discriminator import ConfidenceMap, JointDiscriminator
 from bundle.networks.localizer import LocalizerNet
 from bundle.networks.multitask import NO_SCAR_LOGIT, MultiTaskUNet
 from bundle.networks.scar import ScarResNet
@@ -28,6 +29,7 @@ __all__ = [
     "NO_SCAR_LOGIT",
     "AdaptiveAttention",
     "CascadeNet",
+    "ConfidenceMap",
     "ConvLSTMCell",
     "JointDiscriminator",
     "LAUNet",

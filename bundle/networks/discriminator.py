@@ -8,7 +8,7 @@ import torch
 from monai.networks.blocks import Convolution, SubpixelUpsample
 from torch import nn
 
-__all__ = ["JointDiscriminator"]
+__all__ = ["ConfidenceMap", "JointDiscriminator"]
 
 
 class JointDiscriminator(nn.Module):
@@ -64,3 +64,25 @@ class JointDiscriminator(nn.Module):
             features.append(y)
         y = self.subpixel(y)[:, :, :height, :width]
         return self.head(y), features
+
+
+class ConfidenceMap(nn.Module):
+    """T as exported for inference: (B, 3, H, W) cat(I, LA, scar) -> (B, 1, H, W) confidence that the maps are true.
+
+    The sigmoid of T's per-pixel logits (the paper's confidence map, Sec. III-E) without the feature maps, which
+    only training needs. ``load_state_dict`` takes T's own state dict, so a ``discriminator.pt`` loads as it is.
+    """
+
+    def __init__(self, discriminator: JointDiscriminator) -> None:
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.discriminator(x)
+        return torch.sigmoid(logits)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """T's state dict (keys without the ``discriminator.`` prefix) or this module's own."""
+        if not any(k.startswith("discriminator.") for k in state_dict):
+            return self.discriminator.load_state_dict(state_dict, strict, assign)
+        return super().load_state_dict(state_dict, strict, assign)
