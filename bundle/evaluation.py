@@ -26,8 +26,9 @@ from bundle.layouts import load_case
 from bundle.localizer import NO_LA
 from bundle.metrics import METRICS, segmentation_metrics
 from bundle.predictions import axial_array, json_safe, quantify, read_prediction, rows_to_csv, run_batch
+from bundle.qc import OK, QcRules
 from bundle.roi import Roi
-from bundle.statistics import GROUPS, bland_altman, group_members, pearson, summarize
+from bundle.statistics import GROUPS, bland_altman, group_members, pearson, spearman, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ QUANTITIES = {"scar_volume": ("scar_ml", "ml"), "scar_percent": ("scar_percent",
 
 CASE_FIELDS = ("scan", "patient", "ablation", "status")
 STAGE_COLUMNS = ("stage1", "roi_recall")
+QC_COLUMNS = ("qc_score", "qc")
+"""The inference report's quality check, carried into ``metrics.csv`` (:mod:`bundle.qc`, :mod:`bundle.quality`)."""
+
+WORST_SHARE = 0.1
+"""The quality check is judged on how many of the worst tenth of the scans by Dice it flags."""
 """What stage 1 did for the case (``found``, ``crop``, ``none``) and the share of the true LA inside its ROI."""
 RANK_METRIC = "scar_dsc"
 """Metric that picks the best and the worst case for the overlay figures."""
@@ -132,11 +138,14 @@ def evaluate_predictions(
         else:
             pred = read_prediction(prediction_dir, record["scan"], case, record["image"])
         stage = {"stage1": done.get("stage1", ""), "roi_recall": roi_recall(done, case.label)}
-        return {"patient": case.patient, "ablation": case.ablation, **stage, **evaluate_case(case.label, pred, case)}
+        qc = {"qc_score": _number(done.get("qc_score")), "qc": done.get("qc", "")}
+        return {"patient": case.patient, "ablation": case.ablation, **stage, **qc,
+                **evaluate_case(case.label, pred, case)}
 
     rows = run_batch(records, process, what="evaluation")
     burden = tuple(f"{p}_{k}" for p in ("gt", "pred") for k in ("la_ml", "wall_ml", "scar_ml", "scar_percent"))
-    atomic_write_text(out_dir / "metrics.csv", rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS + STAGE_COLUMNS + burden))
+    atomic_write_text(out_dir / "metrics.csv",
+                      rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS + STAGE_COLUMNS + QC_COLUMNS + burden))
     ok = [r for r in rows if r["status"] == "ok"]
     summary = {
         "meta": {"predictions": str(prediction_dir), **(meta or {})},
@@ -148,6 +157,7 @@ def evaluate_predictions(
         "roi_recall_min": min((r["roi_recall"] for r in ok if math.isfinite(r["roi_recall"])), default=None),
         "no_la": [r["scan"] for r in ok if r.get("stage1") == "none"],
         "agreement": agreement(ok) if ok else {},
+        "quality_check": quality_ranking(ok, _qc_score_min(prediction_dir)),
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     if plots and ok:
@@ -165,6 +175,45 @@ def evaluate_predictions(
     logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, scar DSC %.3f", len(rows), len(rows) - len(ok),
                 out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], summary["metrics"]["all"]["scar_dsc"]["mean"])
     return summary
+
+
+def _number(value: object) -> float:
+    """A report value as a float (None, empty and text as NaN)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _qc_score_min(prediction_dir: str | Path) -> float:
+    """The ``qc_score`` threshold the inference report was checked with (the default when it does not say)."""
+    path = Path(prediction_dir) / "report.json"
+    try:
+        rules = json.loads(path.read_text(encoding="utf-8")).get("meta", {}).get("qc_rules") or {}
+        return float(rules.get("qc_score_min", QcRules().qc_score_min))
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return QcRules().qc_score_min
+
+
+def quality_ranking(rows: Sequence[Mapping], qc_score_min: float = QcRules().qc_score_min,
+                    worst_share: float = WORST_SHARE) -> dict:
+    """Whether the quality check finds the bad segmentations: per structure (LA, scar), Spearman's rho of
+    ``qc_score`` with the Dice, and how many of the worst ``worst_share`` of the scans by that Dice (at least one)
+    have ``qc_score`` under ``qc_score_min`` or any ``qc`` reason."""
+    out: dict = {"qc_score_min": qc_score_min, "worst_share": worst_share, "n": len(rows),
+                 "flagged": sum(r.get("qc", OK) not in (OK, "") for r in rows)}
+    scores = [_number(r.get("qc_score")) for r in rows]
+    for structure in ("la", "scar"):
+        dice = [_number(r.get(f"{structure}_dsc")) for r in rows]
+        ranked = sorted((i for i in range(len(rows)) if math.isfinite(dice[i])), key=lambda i: dice[i])
+        worst = ranked[: max(1, math.ceil(worst_share * len(ranked)))] if ranked else []
+        out[structure] = {
+            "spearman_qc_score_dice": spearman(scores, dice),
+            "worst": [rows[i]["scan"] for i in worst],
+            "worst_low_qc_score": sum(scores[i] < qc_score_min for i in worst if math.isfinite(scores[i])),
+            "worst_flagged": sum(rows[i].get("qc", OK) not in (OK, "") for i in worst),
+        }
+    return out
 
 
 def extreme_cases(rows: Sequence[Mapping], metric: str = RANK_METRIC) -> dict[str, Mapping]:

@@ -32,7 +32,10 @@ from bundle.localizer import CROP, NO_LA, OK, Localizer, Location
 from bundle.postprocess import postprocess_box
 from bundle.predictions import drop_stale, quantify, run_batch, write_prediction, write_report
 from bundle.preprocessing import preprocess_image, resample_in_plane, split_records
-from bundle.roi import Roi
+from bundle.qc import QcRules, borders
+from bundle.quality import adversarial_confidence
+from bundle.roi import Roi, roi_normalized
+from bundle.surface_report import SURFACE_META, surface_outputs
 from bundle.two_stage import TwoStageInferer
 from bundle.workflow import load_weights
 
@@ -183,7 +186,9 @@ class Segmentation:
     ``status`` is ``ok`` (``stage1`` tells whether the LA was found, ``found``, or the scan is a ``crop``) or
     ``no_la`` (stage 1 found no LA: ``label`` is empty and ``detail`` says why). ``roi`` is the region stage 2
     segmented, in the scan's own voxel indices (x, y, z; ``start`` inclusive, ``stop`` exclusive) and in world
-    millimetres (``min_mm``/``max_mm``, the scan's physical space).
+    millimetres (``min_mm``/``max_mm``, the scan's physical space). ``removed_ml`` is the thresholded LA the
+    post-processing dropped (outside the largest component); ``qc_score`` the joint discriminator's mean confidence
+    in the LA (:mod:`bundle.quality`; NaN without a discriminator).
     """
 
     probabilities: np.ndarray
@@ -192,6 +197,8 @@ class Segmentation:
     stage1: str
     detail: str
     roi: dict | None
+    removed_ml: float = 0.0
+    qc_score: float = float("nan")
 
 
 class Segmenter:
@@ -204,16 +211,19 @@ class Segmenter:
         inferer: how stage 2 runs on the ROI; default slice by slice along z, each ROI slice whole.
         device: where the networks run.
         closing_radius_mm: in-plane radius of the LA's morphological closing (0: none).
-        batch_size: slices per forward pass of the default inferer.
+        batch_size: slices per forward pass of the default inferer (and of the discriminator).
+        discriminator: T's confidence map (:func:`bundle.quality.load_discriminator`) for ``qc_score``; None: none.
     """
 
     def __init__(
         self, network: torch.nn.Module | Callable, plan: Mapping, localizer: Localizer | None = None,
         inferer: Inferer | None = None, device: str | torch.device = "cpu", closing_radius_mm: float = 0.0,
-        batch_size: int = 8,
+        batch_size: int = 8, discriminator: torch.nn.Module | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device) if isinstance(network, torch.nn.Module) else network
+        self.discriminator = discriminator.to(self.device) if discriminator is not None else None
+        self.batch_size = int(batch_size)
         self.plan = dict(plan)
         self.stages = TwoStageInferer(localizer, inferer, batch_size)
         self.closing_radius_mm = float(closing_radius_mm)
@@ -231,9 +241,10 @@ class Segmenter:
         return round(self.closing_radius_mm / (0.5 * (spacing[0] + spacing[1])))
 
     @torch.no_grad()
-    def probabilities(self, image: sitk.Image) -> tuple[np.ndarray, Location, tuple[int, ...]]:
+    def probabilities(self, image: sitk.Image) -> tuple[np.ndarray, Location, tuple[int, ...], float]:
         """[LA, scar] probabilities (2, z, y, x) of ``image`` (in the plan's orientation) on its own spacing, stage
-        1's answer, and the shape of the preprocessed grid its ROI refers to."""
+        1's answer, the shape of the preprocessed grid its ROI refers to, and the ``qc_score`` (NaN without a
+        discriminator)."""
         start = time.perf_counter()
         array = sitk.GetArrayFromImage(image).astype(np.float32)
         if not np.all(np.isfinite(array)):
@@ -245,9 +256,16 @@ class Segmenter:
         location = self.stages.locate(x, plan_spacing)
         start = self._lap("stage1", start)
         probs = np.zeros((2, *prepared.shape), np.float32)
+        qc_score = float("nan")
         if location.roi is not None:
             logits = self.stages.segment_roi(x, self.network, location.roi)
-            probs[(slice(None), *location.roi.slices)] = torch.sigmoid(logits[0].float()).cpu().numpy()
+            roi_probs = torch.sigmoid(logits[0].float())
+            probs[(slice(None), *location.roi.slices)] = roi_probs.cpu().numpy()
+            start = self._lap("stage2", start)
+            if self.discriminator is not None:
+                qc_score = adversarial_confidence(self.discriminator, roi_normalized(x, location.roi)[0, 0], roi_probs,
+                                                  self.batch_size)
+                start = self._lap("quality", start)
         start = self._lap("stage2", start)
         if tuple(plan_spacing) != tuple(spacing) and location.roi is not None:
             size_xy = (array.shape[2], array.shape[1])
@@ -255,7 +273,7 @@ class Segmenter:
         elif tuple(plan_spacing) != tuple(spacing):
             probs = np.zeros((2, *array.shape), np.float32)
         self._lap("resample", start)
-        return probs, location, prepared.shape
+        return probs, location, prepared.shape, qc_score
 
     def segment(self, image: sitk.Image) -> Segmentation:
         """Both stages on ``image``; masks and probabilities on its own grid."""
@@ -264,11 +282,13 @@ class Segmenter:
         original = orientation_code(image)
         turned = image if original == self.orientation else sitk.DICOMOrient(image, self.orientation)
         self._lap("orient", start)
-        probs, location, grid_shape = self.probabilities(turned)
+        probs, location, grid_shape, qc_score = self.probabilities(turned)
         start = time.perf_counter()
         binary = torch.as_tensor(probs > THRESHOLD, dtype=torch.float32)
         mask = postprocess_box(binary, self.closing_radius(turned.GetSpacing())).numpy() > 0
         label = mask[0].astype(np.uint8) + mask[1].astype(np.uint8)
+        removed_ml = float((binary[0].numpy() > 0).sum() - (binary[0].numpy() > 0)[mask[0]].sum()) * float(
+            np.prod(turned.GetSpacing())) / 1000.0
         start = self._lap("postprocess", start)
         roi = None
         if location.roi is not None:
@@ -280,7 +300,8 @@ class Segmenter:
         self._lap("orient", start)
         status = NO_LA if location.status == NO_LA else "ok"
         stage1 = {OK: "found", CROP: "crop", NO_LA: "none"}[location.status]
-        return Segmentation(probs.astype(np.float32), label, status, stage1, location.detail, roi)
+        return Segmentation(probs.astype(np.float32), label, status, stage1, location.detail, roi, removed_ml,
+                            qc_score)
 
     @staticmethod
     def _turn_back(array: np.ndarray, turned: sitk.Image, image: sitk.Image, orientation: str) -> np.ndarray:
@@ -315,7 +336,8 @@ def _roi_columns(roi: dict | None) -> dict:
 
 def segment_scans(
     records: Sequence[Mapping], segmenter: Segmenter, output_dir: str | Path, save_probabilities: bool = False,
-    meta: Mapping | None = None, save_dicom_seg: bool = False,
+    meta: Mapping | None = None, save_dicom_seg: bool = False, save_surface: bool = True,
+    qc_rules: QcRules | None = None,
 ) -> list[dict]:
     """Segment each record's ``image`` into ``<output_dir>/<scan>/`` and write the scar report there.
 
@@ -323,8 +345,12 @@ def segment_scans(
     in which stage 1 finds no LA gets ``status`` no_la with the reason and no masks; the others are written with
     their ROI (``roi_start``/``roi_stop``: voxel ranges x, y, z of the scan; ``roi_min_mm``/``roi_max_mm``: world
     corners). With ``save_dicom_seg``, a scan read from a DICOM series also gets ``seg.dcm``, a DICOM SEG
-    referencing that series (:mod:`bundle.dicom_seg`). Returns the report rows.
+    referencing that series (:mod:`bundle.dicom_seg`). With ``save_surface`` each scan gets its surface scar map
+    (:mod:`bundle.surface_report`: ``surface.vtk``, ``surface.ply``, ``surface.png``, ``surface_scar_percent``). Every
+    row gets the quality check ``qc`` (``qc_rules``, :mod:`bundle.qc`) and ``qc_score`` when the segmenter has a
+    discriminator. Returns the report rows.
     """
+    rules = qc_rules or QcRules()
 
     def process(record: Mapping) -> dict:
         image = read_scan(record)
@@ -334,15 +360,23 @@ def segment_scans(
             drop_stale(output_dir, record["scan"])
             logger.warning("%s: %s", record["scan"], result.detail)
             return {**row, "error": result.detail}
+        row.update(quantify(result.label, image), removed_ml=result.removed_ml, qc_score=result.qc_score)
+        extra = None
+        if save_surface:
+            columns, extra = surface_outputs(result.label, image, record["scan"], row["scar_percent"],
+                                             sitk.GetArrayFromImage(image))
+            row.update(columns)
+        row["qc"] = rules.check({**row, "borders": borders(result.label > 0, image, result.roi, rules.border_min_mm2)})
         write_prediction(output_dir, record["scan"], result.label > 0, result.label == 2, image,
-                         result.probabilities if save_probabilities else None)
+                         result.probabilities if save_probabilities else None, extra)
         if save_dicom_seg and record.get("dicom") is not None:
             write_dicom_seg(record["dicom"], result.label > 0, result.label == 2,
                             Path(output_dir) / record["scan"] / SEG_FILE)
-        return {**row, **quantify(result.label, image)}
+        return row
 
     meta = {"orientation": segmenter.orientation, "threshold": THRESHOLD,
-            "closing_radius_mm": segmenter.closing_radius_mm, **(meta or {})}
+            "closing_radius_mm": segmenter.closing_radius_mm, "qc_rules": rules.describe(),
+            "surface": SURFACE_META if save_surface else None, **(meta or {})}
     rows = run_batch(records, process, what="inference")
     for record, row in zip(records, rows):  # DICOM input: the report names the series
         if "series_uid" in record:
@@ -362,18 +396,21 @@ class BatchSegmenter:
     ``evaluator``: ``run()`` does the work; see :func:`segment_scans`)."""
 
     def __init__(self, dataset: Sequence[Mapping], segmenter: Segmenter, output_dir: str | Path,
-                 save_probabilities: bool = False, meta: Mapping | None = None, save_dicom_seg: bool = False) -> None:
+                 save_probabilities: bool = False, meta: Mapping | None = None, save_dicom_seg: bool = False,
+                 save_surface: bool = True, qc_rules: QcRules | None = None) -> None:
         self.dataset = list(dataset)
         self.segmenter = segmenter
         self.output_dir = Path(output_dir)
         self.save_probabilities = save_probabilities
         self.meta = dict(meta or {})
         self.save_dicom_seg = save_dicom_seg
+        self.save_surface = save_surface
+        self.qc_rules = qc_rules
 
     def run(self) -> list[dict]:
         """Segment the dataset; raises after writing the report when not a single scan could be segmented."""
         rows = segment_scans(self.dataset, self.segmenter, self.output_dir, self.save_probabilities, self.meta,
-                             self.save_dicom_seg)
+                             self.save_dicom_seg, self.save_surface, self.qc_rules)
         if rows and all(r["status"] == "failed" for r in rows):
             raise RuntimeError(f"no scan could be segmented (first error: {rows[0]['error']}); see "
                                f"{self.output_dir / 'report.csv'}")

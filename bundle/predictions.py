@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from bundle.atomic import atomic_write_text
 from bundle.case import Case
 from bundle.errors import DatasetError
-from bundle.io import orientation_code, read_image, turn_array, write_image
+from bundle.io import orientation_code, turn_array, write_image
 from bundle.labels import compose_label
 from bundle.layouts import read_mask, safe_name
 from bundle.wall import derived_wall, scar_burden
@@ -42,8 +42,10 @@ logger = logging.getLogger(__name__)
 LA_FILE = "la.nii.gz"
 SCAR_FILE = "scar.nii.gz"
 PROBABILITY_FILES = ("la_prob.nii.gz", "scar_prob.nii.gz")
-REPORT_FIELDS = ("scan", "status", "la_ml", "wall_ml", "scar_ml", "scar_percent", "image", "error")
-"""Columns of ``report.csv``; ``status`` is ``ok``, ``failed`` or (inference) ``no_la``; then ``error`` says why."""
+REPORT_FIELDS = ("scan", "status", "la_ml", "wall_ml", "scar_ml", "scar_percent", "surface_scar_percent", "qc",
+                 "qc_score", "image", "error")
+"""First columns of ``report.csv``; ``status`` is ``ok``, ``failed`` or (inference) ``no_la``, then ``error`` says
+why; ``qc`` is ``ok`` or the reasons to look again (:mod:`bundle.qc`)."""
 
 BATCH_ERRORS = (DatasetError, ValueError, RuntimeError, OSError, MemoryError)
 """Errors that fail one scan of a batch but not the batch."""
@@ -56,11 +58,13 @@ def write_prediction(
     scar: np.ndarray,
     reference: sitk.Image,
     probabilities: Sequence[np.ndarray] | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write one scan's LA and scar masks (and optional [LA, scar] probabilities) with ``reference``'s grid.
 
-    Scar outside the LA is dropped. The folder ``<out_dir>/<scan>`` is built under a temporary name
-    and renamed into place, replacing an older one, so it is never left half-written.
+    Scar outside the LA is dropped. ``extra`` writes more files into the folder (e.g. the surface map). The folder
+    ``<out_dir>/<scan>`` is built under a temporary name and renamed into place, replacing an older one, so it is
+    never left half-written.
     """
     out_dir = Path(out_dir)
     safe_name(scan)
@@ -74,6 +78,8 @@ def write_prediction(
         if probabilities is not None:
             for name, prob in zip(PROBABILITY_FILES, probabilities, strict=True):
                 write_image(np.asarray(prob, dtype=np.float32), tmp / name, reference)
+        if extra is not None:
+            extra(tmp)
         os.chmod(tmp, 0o755)
         final = out_dir / scan
         if final.exists():
@@ -246,25 +252,3 @@ def prediction_scans(pred_dir: str | Path) -> list[str]:
     if not scans:
         raise DatasetError(root, f"no scan folders with {LA_FILE} in it")
     return scans
-
-
-def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None) -> list[dict]:
-    """Scar report of every scan of a prediction folder (masks made by any tool in this format), on the
-    masks' own grid; written as ``report.csv|json`` into ``out_dir`` (default: ``<pred_dir>/quantified``, so
-    the report inference wrote beside the masks stays).
-
-    A scan whose masks are unreadable, not binary, on different grids, or with scar outside the LA is a
-    ``failed`` row; the others are reported.
-    """
-    pred_dir = Path(pred_dir)
-
-    def process(item: Mapping) -> dict:
-        la_path = pred_dir / item["scan"] / LA_FILE
-        reference = read_image(la_path)
-        label = read_prediction(pred_dir, item["scan"], reference, la_path)
-        return quantify(label, reference)
-
-    items = [{"scan": s, "image": str(pred_dir / s / LA_FILE)} for s in prediction_scans(pred_dir)]
-    rows = run_batch(items, process, what="quantification")
-    write_report(rows, pred_dir / "quantified" if out_dir is None else out_dir, {"quantified": str(pred_dir)})
-    return rows

@@ -53,6 +53,18 @@ def pearson(reference: Sequence[float], measured: Sequence[float]) -> dict[str, 
     return {"r": float(r), "p": float(p), "slope": float(fit.slope), "intercept": float(fit.intercept), "n": int(x.size)}
 
 
+def spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Spearman rank correlation rho and its p-value of two series, NaN pairs left out; rho NaN under 3 pairs or
+    for a constant series."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
+    if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return {"rho": float("nan"), "p": float("nan"), "n": int(a.size)}
+    rho, p = stats.spearmanr(a, b)
+    return {"rho": float(rho), "p": float(p), "n": int(a.size)}
+
+
 def bland_altman(reference: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
     """Bland-Altman agreement: bias = mean(measured - reference), limits = bias +- 1.96 SD (ddof=1)."""
     x, y = np.asarray(reference, dtype=np.float64), np.asarray(measured, dtype=np.float64)

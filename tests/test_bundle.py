@@ -80,6 +80,9 @@ def test_training_run_end_to_end(tmp_path):
     localizer = torch.jit.load(str(models / "localizer.ts"))  # stage 1 travels with stage 2
     assert localizer(torch.randn(1, 1, *loc["patch_size"])).shape == (1, 1, *loc["patch_size"])
     LocalizerNet(loc["widths"], loc["strides"]).load_state_dict(torch.load(models / "localizer.pt", weights_only=True))
+    confidence = torch.jit.load(str(models / "discriminator.ts"))  # T of model.pt's epoch, for qc_score
+    t = confidence(torch.rand(1, 3, *size))
+    assert t.shape == (1, 1, *size) and 0 <= float(t.min()) <= float(t.max()) <= 1
     state = torch.load(models / "checkpoint_final.pt", weights_only=True)
     assert {"network", "discriminator", "optimizer", "d_optimizer", "loss", "lr_scheduler", "trainer"} <= set(state)
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] and "log_vars" in state["loss"]
@@ -89,7 +92,7 @@ def test_training_run_end_to_end(tmp_path):
     infer = _run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.yaml",
                   "--dataset_dir", str(data / "imagesTr"), "--plan_file", str(tmp_path / "plans" / "tiny.json"),
                   "--model_file", str(models / "model.ts"), "--localizer_file", str(models / "localizer.ts"),
-                  "--output_dir", str(out)])
+                  "--discriminator_file", str(models / "discriminator.ts"), "--output_dir", str(out)])
     assert infer.returncode == 0, (infer.stdout + infer.stderr)[-3000:]
     report = json.loads((out / "report.json").read_text())
     assert report["n_scans"] == len(manifest["scans"]) and report["n_failed"] == 0
@@ -104,6 +107,11 @@ def test_training_run_end_to_end(tmp_path):
             assert same_geometry(image, read_image(out / row["scan"] / name))
         assert row["scar_percent"] <= 100 and row["la_ml"] >= row["wall_ml"] >= row["scar_ml"] >= 0
         assert all(0 <= a < b <= n for a, b, n in zip(row["roi_start"], row["roi_stop"], image.GetSize()))
+        # the surface scar map and the quality check of every segmented scan
+        assert 0 <= row["surface_scar_percent"] <= 100 and row["surface_area_cm2"] > 0
+        assert all((out / row["scan"] / f).stat().st_size > 0 for f in ("surface.vtk", "surface.ply", "surface.png"))
+        assert 0 <= row["qc_score"] <= 1 and row["qc"]
+    assert report["meta"]["qc_rules"]["la_ml_min"] == 25.0 and "majority" in report["meta"]["surface"]["projection"]
 
     # the same scan as a DICOM series (oblique files, reverse order): masks on the series' grid, equal to the NIfTI's
     from bundle.dicom import write_series
@@ -137,6 +145,8 @@ def test_training_run_end_to_end(tmp_path):
     assert (tmp_path / "eval" / "metrics.csv").is_file() and (tmp_path / "eval" / "scar_percent.png").is_file()
     predicted = json.loads((tmp_path / "eval" / "predictions" / "report.json").read_text())["scans"]
     assert sorted(r["scan"] for r in predicted) == sorted(plan["split"]["test"])
+    quality = summary["quality_check"]  # qc_score (T exported beside model.pt) ranked against the Dice
+    assert quality["n"] == len(plan["split"]["test"]) and set(quality["la"]["spearman_qc_score_dice"]) >= {"rho", "n"}
 
     # resume: the second run starts at epoch 1 of 2 with the saved weights, data and plan reused, and stage 1 as saved
     stage1 = (models / "localizer.pt").read_bytes()

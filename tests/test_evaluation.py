@@ -221,7 +221,7 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
 
 
 def test_quantify_folder_and_its_command_on_hand_built_masks(tmp_path):
-    from bundle.predictions import quantify_folder
+    from bundle.quantification import quantify_folder
 
     label, n_la, n_wall, n_scar = hand_case()
     reference = sitk.GetImageFromArray(label.astype(np.float32))
@@ -238,11 +238,17 @@ def test_quantify_folder_and_its_command_on_hand_built_masks(tmp_path):
     assert rows[1]["scar_percent"] == pytest.approx(100 * n_scar / n_wall)
     assert rows[1]["la_ml"] == pytest.approx(n_la * VOXEL_ML)
     assert strict_json(tmp_path / "report" / "report.json")["n_failed"] == 1
+    # the surface map and the quality check come with it: a 1.8 ml box is no adult LA
+    assert rows[1]["qc"] == "LA volume 2 ml outside 25-250 ml"
+    assert 0 < rows[1]["surface_scar_percent"] < 100
+    assert all((tmp_path / "report" / "good" / name).is_file() for name in ("surface.vtk", "surface.ply", "surface.png"))
+    assert not (tmp_path / "report" / "bad").exists()
 
     run = subprocess.run([sys.executable, "scripts/quantify.py", "--predictions", str(tmp_path / "masks")], cwd=REPO,
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "good: LA 1.76 ml, wall 0.98 ml, scar 0.10 ml = 9.9 % of the wall" in run.stdout
+    assert "good: LA 1.76 ml, wall 0.98 ml, scar 0.10 ml = 9.9 % of the wall, " in run.stdout
+    assert "% of the surface; qc: LA volume 2 ml outside 25-250 ml" in run.stdout
     assert "bad: failed" in run.stdout and (tmp_path / "masks" / "quantified" / "report.csv").is_file()
     missing = subprocess.run([sys.executable, "scripts/quantify.py", "--predictions", str(tmp_path / "none")],
                              cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
