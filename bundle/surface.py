@@ -276,8 +276,9 @@ def render_views(surface: SurfaceMap, path: str | Path, title: str, views: Seque
         front = facing > 0  # back faces are hidden by a closed surface: culled
         shade = 0.35 + 0.65 * facing[front, None]
         ax = fig.add_subplot(rows, cols, i + 1, projection="3d")
+        # no antialiasing: its half-transparent triangle edges would let the hidden surface show through the seams
         ax.add_collection3d(Poly3DCollection(triangles[front], facecolors=np.clip(base[front] * shade, 0, 1),
-                                             edgecolors="none"))
+                                             edgecolors="none", antialiased=False))
         ax.set_proj_type("ortho")
         ax.view_init(elev=0.0, azim=VIEWS[view])
         for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):

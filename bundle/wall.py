@@ -27,12 +27,20 @@ def wall_radius_voxels(spacing: Sequence[float], thickness_mm: float = WALL_THIC
 
 
 def derived_wall(la: np.ndarray, spacing: Sequence[float], thickness_mm: float = WALL_THICKNESS_MM) -> np.ndarray:
-    """LA wall of a binary LA mask ``(z, y, x)``: the LA minus its slice-wise axial erosion."""
+    """LA wall of a binary LA mask ``(z, y, x)``: the LA minus its slice-wise axial erosion.
+
+    The erosion treats the outside as background, so it runs on the LA's bounding box only (exact, and a whole scan
+    costs what its LA's box does)."""
     la = np.asarray(la) > 0
+    wall = np.zeros(la.shape, bool)
+    box = ndimage.find_objects(la.astype(np.uint8))
+    if not box:
+        return wall
     r = wall_radius_voxels(spacing, thickness_mm)
-    img = sitk.GetImageFromArray(la.astype(np.uint8))
+    img = sitk.GetImageFromArray(la[box[0]].astype(np.uint8))
     eroded = sitk.GetArrayFromImage(sitk.BinaryErode(img, [r, r, 0], sitk.sitkBall, 0, 1, False))
-    return la & (eroded == 0)
+    wall[box[0]] = la[box[0]] & (eroded == 0)
+    return wall
 
 
 def scar_burden(label: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
