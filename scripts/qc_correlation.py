@@ -1,0 +1,64 @@
+"""Does the quality check find the bad segmentations? ``qc_score`` and ``qc`` against the Dice, per cohort and pooled.
+
+    python -m monai.bundle run evaluating --config_file "['configs/train.yaml','configs/evaluate.yaml']"
+    python -m monai.bundle run evaluating --config_file "['configs/train.yaml','configs/evaluate.yaml','configs/evaluate_shifted.yaml']"
+    python scripts/qc_correlation.py --eval_dirs "['eval','eval/siemens']"
+
+Reads each evaluation's ``metrics.csv`` (written by ``configs/evaluate.yaml``, which carries the inference report's
+``qc_score`` and ``qc``) and prints, per folder and for all of them together, Spearman's rho of ``qc_score`` with the
+LA and scar Dice, and how many of the worst 10 % of the scans by each Dice have a ``qc_score`` under the threshold or
+any ``qc`` reason (:func:`bundle.evaluation.quality_ranking`). ``--out`` also writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from _cli import run, setup_logging
+
+from bundle.errors import DatasetError
+from bundle.evaluation import quality_ranking
+from bundle.predictions import json_safe
+from bundle.qc import QcRules
+
+
+def _rows(eval_dir: Path) -> list[dict]:
+    path = eval_dir / "metrics.csv"
+    if not path.is_file():
+        raise DatasetError(path, "not found: run configs/evaluate.yaml with --eval_dir first")
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("status") == "ok"]
+    if rows and "qc_score" not in rows[0]:
+        raise DatasetError(path, "has no qc_score column: evaluated before the quality check existed, evaluate again")
+    return rows
+
+
+def _line(name: str, result: dict) -> str:
+    parts = [f"{name}: n {result['n']}, flagged {result['flagged']}"]
+    for structure in ("la", "scar"):
+        r = result[structure]
+        rho = r["spearman_qc_score_dice"]
+        parts.append(f"{structure.upper()}: rho {rho['rho']:.2f} (p {rho['p']:.2g}); worst {len(r['worst'])} "
+                     f"{r['worst']}: {r['worst_low_qc_score']} with low qc_score, {r['worst_flagged']} flagged")
+    return "; ".join(parts)
+
+
+def main(eval_dirs: list[str] | str = "['eval','eval/siemens']", qc_score_min: float = QcRules().qc_score_min,
+         out: str | None = None, log_level: str = "WARNING") -> None:
+    """Print the quality check's ranking per evaluation folder and pooled (and write it to ``out`` as JSON)."""
+    setup_logging(log_level)
+    dirs = [eval_dirs] if isinstance(eval_dirs, str) else list(eval_dirs)
+    cohorts = {d: _rows(Path(d)) for d in dirs}
+    results = {d: quality_ranking(rows, qc_score_min) for d, rows in cohorts.items()}
+    if len(dirs) > 1:
+        results["pooled"] = quality_ranking([r for rows in cohorts.values() for r in rows], qc_score_min)
+    for name, result in results.items():
+        print(_line(name, result))
+    if out:
+        Path(out).write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    run(main)
