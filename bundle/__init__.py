@@ -6,4 +6,4 @@ stage-2 networks, the GAN trainer (one process or several under torchrun), infer
 scar quantification, baselines and comparisons.
 """
 
-__version__ = "0.5.0"  # the bundle's version in metadata.json
+__version__ = "0.6.0"  # the bundle's version in metadata.json

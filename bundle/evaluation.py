@@ -26,7 +26,7 @@ from bundle.layouts import load_case
 from bundle.localizer import NO_LA
 from bundle.metrics import METRICS, segmentation_metrics
 from bundle.predictions import axial_array, json_safe, quantify, read_prediction, rows_to_csv, run_batch
-from bundle.qc import OK, QcRules
+from bundle.qc import OK
 from bundle.roi import Roi
 from bundle.statistics import GROUPS, bland_altman, group_members, pearson, spearman, summarize
 
@@ -157,7 +157,7 @@ def evaluate_predictions(
         "roi_recall_min": min((r["roi_recall"] for r in ok if math.isfinite(r["roi_recall"])), default=None),
         "no_la": [r["scan"] for r in ok if r.get("stage1") == "none"],
         "agreement": agreement(ok) if ok else {},
-        "quality_check": quality_ranking(ok, _qc_score_min(prediction_dir)),
+        "quality_check": quality_ranking(ok),
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     if plots and ok:
@@ -185,32 +185,24 @@ def _number(value: object) -> float:
         return float("nan")
 
 
-def _qc_score_min(prediction_dir: str | Path) -> float:
-    """The ``qc_score`` threshold the inference report was checked with (the default when it does not say)."""
-    path = Path(prediction_dir) / "report.json"
-    try:
-        rules = json.loads(path.read_text(encoding="utf-8")).get("meta", {}).get("qc_rules") or {}
-        return float(rules.get("qc_score_min", QcRules().qc_score_min))
-    except (OSError, json.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return QcRules().qc_score_min
-
-
-def quality_ranking(rows: Sequence[Mapping], qc_score_min: float = QcRules().qc_score_min,
-                    worst_share: float = WORST_SHARE) -> dict:
-    """Whether the quality check finds the bad segmentations: per structure (LA, scar), Spearman's rho of
-    ``qc_score`` with the Dice, and how many of the worst ``worst_share`` of the scans by that Dice (at least one)
-    have ``qc_score`` under ``qc_score_min`` or any ``qc`` reason."""
-    out: dict = {"qc_score_min": qc_score_min, "worst_share": worst_share, "n": len(rows),
-                 "flagged": sum(r.get("qc", OK) not in (OK, "") for r in rows)}
+def quality_ranking(rows: Sequence[Mapping], worst_share: float = WORST_SHARE) -> dict:
+    """Whether the quality check finds the bad segmentations: per structure (LA, scar), Spearman's rho of ``qc_score``
+    with the Dice, and of the worst ``worst_share`` of the scans by that Dice (k scans, at least one) how many are
+    among the k lowest by ``qc_score`` (a threshold-free view of "ranks bad segmentations low") and how many have
+    any ``qc`` reason."""
     scores = [_number(r.get("qc_score")) for r in rows]
+    scored = sorted((i for i in range(len(rows)) if math.isfinite(scores[i])), key=lambda i: scores[i])
+    out: dict = {"worst_share": worst_share, "n": len(rows), "n_scored": len(scored),
+                 "flagged": sum(r.get("qc", OK) not in (OK, "") for r in rows)}
     for structure in ("la", "scar"):
         dice = [_number(r.get(f"{structure}_dsc")) for r in rows]
         ranked = sorted((i for i in range(len(rows)) if math.isfinite(dice[i])), key=lambda i: dice[i])
         worst = ranked[: max(1, math.ceil(worst_share * len(ranked)))] if ranked else []
+        lowest = set(scored[: len(worst)])
         out[structure] = {
             "spearman_qc_score_dice": spearman(scores, dice),
             "worst": [rows[i]["scan"] for i in worst],
-            "worst_low_qc_score": sum(scores[i] < qc_score_min for i in worst if math.isfinite(scores[i])),
+            "worst_lowest_qc_score": sum(i in lowest for i in worst),
             "worst_flagged": sum(rows[i].get("qc", OK) not in (OK, "") for i in worst),
         }
     return out

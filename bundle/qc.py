@@ -18,7 +18,9 @@ its source in the report's ``meta`` (:meth:`QcRules.describe`); ``qc`` is ``ok``
   30 % (Marrouche et al., JAMA 2014;311:498-506); 50 % is a project bound above it, where blood pool or
   neighbouring enhancement labelled as scar is more likely than fibrosis.
 - **Adversarial confidence**: ``qc_score`` (:mod:`bundle.quality`, the joint discriminator's mean confidence in the
-  LA) below :attr:`QcRules.qc_score_min`.
+  LA) below :attr:`QcRules.qc_score_min`. Off by default (None): measured on the phantom validation, test and shifted
+  scans, the score ranks worse segmentations *higher* (README, "Quality check"), so no threshold on it would pick the
+  bad ones. A lab whose own measurement shows otherwise sets the threshold.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class QcRules:
     border_min_mm2: float = 5.0
     removed_percent_max: float = 10.0
     scar_percent_max: float = 50.0
-    qc_score_min: float = 0.5
+    qc_score_min: float | None = None
 
     def describe(self) -> dict:
         """The thresholds and their sources, for the report's ``meta``."""
@@ -60,7 +62,8 @@ class QcRules:
                                 "50 % is a project bound above it",
             "border_min_mm2": "project bound: a few voxels of vein tip at a border are ignored",
             "removed_percent_max": "project bound",
-            "qc_score_min": "project bound on the joint discriminator's mean confidence (bundle.quality)",
+            "qc_score_min": "off (None) by default: qc_score was measured to rank worse segmentations higher "
+                            "(README, Quality check)",
         }}
 
     def reasons(self, row: Mapping) -> list[str]:
@@ -78,7 +81,7 @@ class QcRules:
         if scar is not None and scar > self.scar_percent_max:
             found.append(f"scar {scar:.0f} % of the wall, over {self.scar_percent_max:g} %")
         score = row.get("qc_score")
-        if score is not None and not math.isnan(score) and score < self.qc_score_min:
+        if self.qc_score_min is not None and score is not None and not math.isnan(score) and score < self.qc_score_min:
             found.append(f"low adversarial confidence (qc_score {score:.2f} < {self.qc_score_min:g})")
         return found
 

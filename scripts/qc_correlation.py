@@ -6,8 +6,9 @@
 
 Reads each evaluation's ``metrics.csv`` (written by ``configs/evaluate.yaml``, which carries the inference report's
 ``qc_score`` and ``qc``) and prints, per folder and for all of them together, Spearman's rho of ``qc_score`` with the
-LA and scar Dice, and how many of the worst 10 % of the scans by each Dice have a ``qc_score`` under the threshold or
-any ``qc`` reason (:func:`bundle.evaluation.quality_ranking`). ``--out`` also writes the numbers as JSON.
+LA and scar Dice, and how many of the worst 10 % of the scans by each Dice (k scans) are among the k lowest by
+``qc_score`` and how many have any ``qc`` reason (:func:`bundle.evaluation.quality_ranking`). ``--out`` also writes
+the numbers as JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from _cli import run, setup_logging
 from bundle.errors import DatasetError
 from bundle.evaluation import quality_ranking
 from bundle.predictions import json_safe
-from bundle.qc import QcRules
 
 
 def _rows(eval_dir: Path) -> list[dict]:
@@ -41,19 +41,19 @@ def _line(name: str, result: dict) -> str:
         r = result[structure]
         rho = r["spearman_qc_score_dice"]
         parts.append(f"{structure.upper()}: rho {rho['rho']:.2f} (p {rho['p']:.2g}); worst {len(r['worst'])} "
-                     f"{r['worst']}: {r['worst_low_qc_score']} with low qc_score, {r['worst_flagged']} flagged")
+                     f"{r['worst']}: {r['worst_lowest_qc_score']} among the lowest qc_score, {r['worst_flagged']} flagged")
     return "; ".join(parts)
 
 
-def main(eval_dirs: list[str] | str = "['eval','eval/siemens']", qc_score_min: float = QcRules().qc_score_min,
-         out: str | None = None, log_level: str = "WARNING") -> None:
+def main(eval_dirs: list[str] | str = "['eval','eval/siemens']", out: str | None = None,
+         log_level: str = "WARNING") -> None:
     """Print the quality check's ranking per evaluation folder and pooled (and write it to ``out`` as JSON)."""
     setup_logging(log_level)
     dirs = [eval_dirs] if isinstance(eval_dirs, str) else list(eval_dirs)
     cohorts = {d: _rows(Path(d)) for d in dirs}
-    results = {d: quality_ranking(rows, qc_score_min) for d, rows in cohorts.items()}
+    results = {d: quality_ranking(rows) for d, rows in cohorts.items()}
     if len(dirs) > 1:
-        results["pooled"] = quality_ranking([r for rows in cohorts.values() for r in rows], qc_score_min)
+        results["pooled"] = quality_ranking([r for rows in cohorts.values() for r in rows])
     for name, result in results.items():
         print(_line(name, result))
     if out:

@@ -29,12 +29,17 @@ def test_a_clean_row_passes():
     ({"la_ml": 320.0}, "LA volume 320 ml outside 25-250 ml"),
     ({"scar_percent": 64.0}, "scar 64 % of the wall, over 50 %"),
     ({"removed_ml": 20.0}, "20.0 ml of LA outside its largest component (18 % of the LA, over 10 %)"),
-    ({"qc_score": 0.31}, "low adversarial confidence (qc_score 0.31 < 0.5)"),
     ({"borders": ["image border (superior)"]}, "LA touches the image border (superior)"),
 ])
 def test_each_rule_fires_on_a_case_made_to_trip_it(change, reason):
     found = QcRules().reasons({**CLEAN, **change})
     assert found == [reason]
+
+
+def test_adversarial_confidence_rule_is_off_unless_a_threshold_is_set():
+    assert QcRules().reasons({**CLEAN, "qc_score": 0.01}) == []
+    assert QcRules(qc_score_min=0.5).reasons({**CLEAN, "qc_score": 0.31}) == [
+        "low adversarial confidence (qc_score 0.31 < 0.5)"]
 
 
 def test_reasons_join_and_thresholds_are_configurable():
@@ -44,7 +49,7 @@ def test_reasons_join_and_thresholds_are_configurable():
     assert "sources" in QcRules().describe() and QcRules().describe()["la_ml_max"] == 250.0
 
 
-def _image(shape_zyx=(10, 20, 30), spacing=(1.0, 1.0, 2.0), direction=tuple(np.eye(3).ravel())) -> sitk.Image:
+def _image(shape_zyx=(10, 20, 30), spacing=(1.0, 1.0, 2.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
     image = sitk.Image(list(shape_zyx[::-1]), sitk.sitkUInt8)
     image.SetSpacing(spacing)
     image.SetDirection(direction)
@@ -122,11 +127,11 @@ def test_quality_ranking_counts_the_worst_scans_it_flags():
     rows[0].update(qc_score=0.4, qc="low adversarial confidence (qc_score 0.40 < 0.5)")
     summary = quality_ranking(rows)
     assert summary["la"]["spearman_qc_score_dice"]["rho"] == pytest.approx(1.0)
-    assert summary["la"]["worst"] == ["s0"] and summary["la"]["worst_low_qc_score"] == 1
+    assert summary["la"]["worst"] == ["s0"] and summary["la"]["worst_lowest_qc_score"] == 1
     assert summary["scar"]["worst_flagged"] == 1 and summary["flagged"] == 1
-    rows[0]["qc_score"] = 0.9  # the worst scan scored high: not flagged, rank correlation below 1
+    rows[0]["qc_score"] = 0.9  # the worst scan scored high: not among the lowest, rank correlation below 1
     summary = quality_ranking(rows)
-    assert summary["la"]["worst_low_qc_score"] == 0 and summary["la"]["spearman_qc_score_dice"]["rho"] < 1.0
+    assert summary["la"]["worst_lowest_qc_score"] == 0 and summary["la"]["spearman_qc_score_dice"]["rho"] < 1.0
 
 
 def test_qc_correlation_script_per_cohort_and_pooled(tmp_path):
@@ -151,7 +156,7 @@ def test_qc_correlation_script_per_cohort_and_pooled(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "qc.json").read_text())
     assert result["pooled"]["n"] == 10 and result["pooled"]["la"]["worst"] == ["a0"]
-    assert result["pooled"]["la"]["worst_low_qc_score"] == 1 and "pooled: n 10, flagged 2" in run.stdout
+    assert result["pooled"]["la"]["worst_lowest_qc_score"] == 1 and "pooled: n 10, flagged 2" in run.stdout
     missing = subprocess.run([sys.executable, "scripts/qc_correlation.py", "--eval_dirs", str(tmp_path / "none")],
                              cwd=repo, capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "metrics.csv" in missing.stderr

@@ -171,3 +171,19 @@ def test_real_crop_with_manual_masks(carma_dir, tmp_path):
     on_scar = vtk_to_numpy(arrays.GetArray("scar")) > 0
     iir = vtk_to_numpy(arrays.GetArray("iir_max"))
     assert np.nanmedian(iir[on_scar]) > np.nanmedian(iir[~on_scar]) + 0.1
+
+
+def test_benchmark_surface_script(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from bundle.predictions import write_prediction
+
+    ref, label, *_ = sphere()
+    write_prediction(tmp_path / "pred", "ball", label > 0, label == 2, ref)
+    run = subprocess.run([sys.executable, "scripts/benchmark_surface.py", "--predictions", str(tmp_path / "pred"),
+                          "--scan", "ball", "--repeats", "2"], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "ball (64x64x40): surface map: median" in run.stdout and "write vtk, ply, png" in run.stdout
