@@ -43,12 +43,13 @@ QUANTITIES = {"scar_volume": ("scar_ml", "ml"), "scar_percent": ("scar_percent",
 
 CASE_FIELDS = ("scan", "patient", "ablation", "status")
 STAGE_COLUMNS = ("stage1", "roi_recall")
+"""What stage 1 did for the case (``found``, ``crop``, ``none``) and the share of the true LA inside its ROI."""
 QC_COLUMNS = ("qc_score", "qc")
 """The inference report's quality check, carried into ``metrics.csv`` (:mod:`bundle.qc`, :mod:`bundle.quality`)."""
 
 WORST_SHARE = 0.1
 """The quality check is judged on how many of the worst tenth of the scans by Dice it flags."""
-"""What stage 1 did for the case (``found``, ``crop``, ``none``) and the share of the true LA inside its ROI."""
+
 RANK_METRIC = "scar_dsc"
 """Metric that picks the best and the worst case for the overlay figures."""
 
@@ -202,7 +203,7 @@ def quality_ranking(rows: Sequence[Mapping], worst_share: float = WORST_SHARE) -
         out[structure] = {
             "spearman_qc_score_dice": spearman(scores, dice),
             "worst": [rows[i]["scan"] for i in worst],
-            "worst_lowest_qc_score": sum(i in lowest for i in worst),
+            "worst_lowest_qc_score": sum(i in lowest for i in worst) if scored else None,  # None: no qc_score
             "worst_flagged": sum(rows[i].get("qc", OK) not in (OK, "") for i in worst),
         }
     return out

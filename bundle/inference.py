@@ -151,6 +151,24 @@ def load_model(model_file: str | Path, network_def: torch.nn.Module | None = Non
     return model.to(device).eval()
 
 
+def load_discriminator(path: str | Path | None, device: str | torch.device = "cpu") -> torch.nn.Module | None:
+    """T's confidence map (:class:`bundle.networks.ConfidenceMap`, TorchScript as training exports it) in eval mode, for
+    ``qc_score``; None when ``path`` is None or missing (a model trained without T, e.g. the multi-task U-Net or an
+    ablation, has none), with a warning for a missing file.
+
+    Raises:
+        DatasetError: the file is not a TorchScript model.
+    """
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        logger.warning("%s not found: no qc_score (a model trained without the joint discriminator has none)", path)
+        return None
+    if Path(path).suffix != ".ts":
+        raise DatasetError(path, "the discriminator for qc_score must be the TorchScript export (discriminator.ts)")
+    return load_model(path, device=device)
+
+
 CPU_BACKEND = "channels_last"
 """Stage 2's default CPU execution (``bundle.backends``): NHWC memory order, 1.4x faster than eager on the
 default model, logits within 1e-5, works for TorchScript and state-dict models alike (see README)."""
@@ -266,7 +284,6 @@ class Segmenter:
                 qc_score = adversarial_confidence(self.discriminator, roi_normalized(x, location.roi)[0, 0], roi_probs,
                                                   self.batch_size)
                 start = self._lap("quality", start)
-        start = self._lap("stage2", start)
         if tuple(plan_spacing) != tuple(spacing) and location.roi is not None:
             size_xy = (array.shape[2], array.shape[1])
             probs = np.stack([resample_in_plane(p, plan_spacing, spacing[:2], sitk.sitkLinear, size_xy) for p in probs])
@@ -362,7 +379,7 @@ def segment_scans(
             return {**row, "error": result.detail}
         row.update(quantify(result.label, image), removed_ml=result.removed_ml, qc_score=result.qc_score)
         extra = None
-        if save_surface:
+        if save_surface and (result.label > 0).any():  # no LA (stage 2 found none in the ROI): no surface, qc says so
             columns, extra = surface_outputs(result.label, image, record["scan"], row["scar_percent"],
                                              sitk.GetArrayFromImage(image))
             row.update(columns)
@@ -378,6 +395,8 @@ def segment_scans(
             "closing_radius_mm": segmenter.closing_radius_mm, "qc_rules": rules.describe(),
             "surface": SURFACE_META if save_surface else None, **(meta or {})}
     rows = run_batch(records, process, what="inference")
+    for row in rows:  # a scan without masks needs a look too: qc says why
+        row.setdefault("qc", f"not segmented ({row['status']}): see error")
     for record, row in zip(records, rows):  # DICOM input: the report names the series
         if "series_uid" in record:
             row.update(series=record.get("series", ""), series_uid=record["series_uid"])

@@ -125,7 +125,8 @@ def borders(la: np.ndarray, image: sitk.Image, roi: Mapping | None = None, min_m
 
 
 def outside_largest_ml(la: np.ndarray, spacing: tuple[float, ...]) -> float:
-    """Volume (ml) of a (z, y, x) LA mask outside its largest 26-connected component (what post-processing drops)."""
+    """Volume (ml) of a (z, y, x) LA mask outside its largest 26-connected component: for masks made elsewhere, about
+    what this bundle's post-processing would drop (it closes the LA in-plane first, which can join close parts)."""
     la = np.asarray(la) > 0
     outside = int(la.sum() - largest_component(la).sum())
     return outside * float(np.prod(spacing)) / 1000.0

@@ -10,27 +10,7 @@ confidence over the predicted LA's pixels. Whether it ranks bad segmentations lo
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import torch
-
-logger = logging.getLogger(__name__)
-
-DISCRIMINATOR_FILE = "discriminator.ts"
-"""T's TorchScript export beside ``model.ts`` (``configs/train.yaml``, export)."""
-
-
-def load_discriminator(path: str | Path | None, device: str | torch.device = "cpu") -> torch.nn.Module | None:
-    """T's confidence map from its TorchScript file, in eval mode; None (no ``qc_score``) when ``path`` is None or
-    missing, e.g. a model trained without T (the multi-task U-Net, ablations), with a warning for a missing file."""
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        logger.warning("%s not found: no qc_score (a model trained without the joint discriminator has none)", path)
-        return None
-    return torch.jit.load(str(path), map_location=device).eval()
 
 
 @torch.no_grad()

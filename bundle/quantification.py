@@ -9,6 +9,7 @@ needs the network's probabilities).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from bundle.errors import DatasetError
 from bundle.io import geometry_differences, read_image
 from bundle.predictions import LA_FILE, prediction_scans, quantify, read_prediction, run_batch, write_report
 from bundle.qc import QcRules, borders, outside_largest_ml
-from bundle.surface_report import SURFACE_META, surface_outputs
+from bundle.surface_report import SURFACE_FILES, SURFACE_META, surface_outputs
+
+logger = logging.getLogger(__name__)
 
 
 def _scan_image(images: Mapping[str, str], scan: str, reference: sitk.Image) -> np.ndarray | None:
@@ -54,6 +57,8 @@ def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None, ima
 
     def process(item: Mapping) -> dict:
         scan = item["scan"]
+        for name in SURFACE_FILES:  # an earlier run's map must not stand beside a scan that fails or has no LA now
+            (out_dir / scan / name).unlink(missing_ok=True)
         la_path = pred_dir / scan / LA_FILE
         reference = read_image(la_path)
         label = read_prediction(pred_dir, scan, reference, la_path)
@@ -68,6 +73,9 @@ def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None, ima
         return row
 
     items = [{"scan": s, "image": str(pred_dir / s / LA_FILE)} for s in prediction_scans(pred_dir)]
+    if images and not {i["scan"] for i in items} & set(images):
+        logger.warning("no scan of %s has an image among the %d given (names differ?): the surface maps have no IIR",
+                       pred_dir, len(images))
     rows = run_batch(items, process, what="quantification")
     write_report(rows, out_dir, {"quantified": str(pred_dir), "qc_rules": rules.describe(),
                                  "surface": SURFACE_META if save_surface else None})

@@ -128,11 +128,11 @@ def la_mesh(la: np.ndarray, image: sitk.Image, iterations: int = TAUBIN_ITERATIO
     if not boxes:
         raise ValueError("the LA mask is empty: no surface")
     box = boxes[0]
-    pad = 3  # background all round, so every surface closes, also after the blur
+    sigma = [max(sigma_mm, 0.5 * s) / s for s in image.GetSpacing()[::-1]] if sigma_mm > 0 else [0.0] * 3
+    pad = int(np.ceil(3.0 * max(sigma))) + 1  # background all round, wider than the blur: every surface closes
     padded = np.pad(la[box], pad).astype(np.float32)
-    if sigma_mm > 0:
-        sigma = [max(sigma_mm, 0.5 * s) / s for s in image.GetSpacing()[::-1]]
-        padded = ndimage.gaussian_filter(padded, sigma, truncate=3.0)
+    if sigma_mm > 0:  # outside the scan is background (constant 0), never a mirror of an LA cut by the border
+        padded = ndimage.gaussian_filter(padded, sigma, mode="constant", truncate=3.0)
     verts, faces, _, _ = marching_cubes(padded, 0.5)
     start = np.array([s.start - pad for s in box], float)
     matrix, origin = index_to_world(image)
@@ -253,10 +253,7 @@ def render_views(surface: SurfaceMap, path: str | Path, title: str, views: Seque
                  size_px: int = 900) -> Path:
     """PNG of the surface seen from each of ``views`` (:data:`VIEWS`), scar in red, Lambert-shaded, orthographic,
     headless (Matplotlib's Agg), with ``title`` above the panels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a bare Figure renders with Agg, leaving pyplot's backend alone
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     triangles = surface.vertices[surface.faces]
@@ -268,7 +265,7 @@ def render_views(surface: SurfaceMap, path: str | Path, title: str, views: Seque
     half = 0.5 * float(np.max(surface.vertices.max(axis=0) - surface.vertices.min(axis=0))) * 1.02
     cols = min(len(views), 2)
     rows = -(-len(views) // cols)
-    fig = plt.figure(figsize=(size_px / 100, size_px / 100 * rows / cols + 0.4), dpi=100)
+    fig = Figure(figsize=(size_px / 100, size_px / 100 * rows / cols + 0.4), dpi=100)
     for i, view in enumerate(views):
         azimuth = np.radians(VIEWS[view])
         eye = np.array([np.cos(azimuth), np.sin(azimuth), 0.0])
@@ -291,5 +288,4 @@ def render_views(surface: SurfaceMap, path: str | Path, title: str, views: Seque
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path

@@ -45,7 +45,7 @@ def _line(name: str, result: dict) -> str:
     return "; ".join(parts)
 
 
-def main(eval_dirs: list[str] | str = "['eval','eval/siemens']", out: str | None = None,
+def main(eval_dirs: list[str] | tuple[str, ...] | str = ("eval", "eval/siemens"), out: str | None = None,
          log_level: str = "WARNING") -> None:
     """Print the quality check's ranking per evaluation folder and pooled (and write it to ``out`` as JSON)."""
     setup_logging(log_level)

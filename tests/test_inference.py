@@ -182,6 +182,8 @@ def test_a_bad_scan_is_reported_and_the_others_are_written(tmp_path, plan):
     rows = runner.run()
     assert [(r["scan"], r["status"]) for r in rows] == [("a", "ok"), ("b", "failed"), ("c", "ok")]
     assert "b.nii.gz" in rows[1]["error"] and "truncated" in rows[1]["error"]
+    assert rows[1]["qc"] == "not segmented (failed): see error" and rows[0]["qc"]
+    assert (out / "a" / "surface.vtk").is_file() and (out / "a" / "surface.png").is_file()
     assert (out / "a" / LA_FILE).is_file() and (out / "c" / SCAR_FILE).is_file() and not (out / "b").exists()
     report = json.loads((out / "report.json").read_text())
     assert report["n_failed"] == 1 and report["meta"]["model"] == "threshold"
@@ -190,6 +192,15 @@ def test_a_bad_scan_is_reported_and_the_others_are_written(tmp_path, plan):
     with pytest.raises(RuntimeError, match="no scan could be segmented"):
         all_bad.run()
     assert (tmp_path / "bad" / "report.csv").is_file()
+
+
+def test_an_empty_la_is_reported_with_its_qc_and_no_surface(tmp_path, plan):
+    (tmp_path / "scans").mkdir()
+    write_scan(box_array(), tmp_path / "scans" / "a.nii.gz")
+    (row,) = BatchSegmenter(scan_records(tmp_path / "scans"), Segmenter(ThresholdNet(1e6, 1e6).eval(), plan),
+                            tmp_path / "out").run()
+    assert row["status"] == "ok" and row["la_ml"] == 0 and "surface_scar_percent" not in row
+    assert row["qc"] == "LA volume 0 ml outside 25-250 ml" and not (tmp_path / "out" / "a" / "surface.vtk").exists()
 
 
 def test_scan_records_errors_and_dataset_splits(tmp_path, tiny_dataset):
@@ -393,6 +404,7 @@ def test_no_la_found_is_its_own_status_with_the_reason(tmp_path, tiny_dataset):
     (row,) = runner.run()  # not an error for the batch
     assert row["status"] == "no_la" and row["stage1"] == "none" and "found no LA" in row["error"]
     assert "la_ml" not in row and row["roi_start"] is None and not (out / "scan").exists()
+    assert row["qc"] == "not segmented (no_la): see error"
     report = json.loads((out / "report.json").read_text())
     assert report["n_failed"] == 0 and report["scans"][0]["status"] == "no_la"
     assert "scan,no_la," in (out / "report.csv").read_text()

@@ -10,10 +10,12 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from bundle.errors import DatasetError
 from bundle.evaluation import quality_ranking
+from bundle.inference import load_discriminator
 from bundle.networks import ConfidenceMap, JointDiscriminator
 from bundle.qc import OK, QcRules, borders, outside_largest_ml, side
-from bundle.quality import adversarial_confidence, load_discriminator
+from bundle.quality import adversarial_confidence
 from bundle.workflow import export_torchscript
 
 CLEAN = {"la_ml": 110.0, "scar_percent": 12.0, "removed_ml": 0.4, "borders": [], "qc_score": 0.8}
@@ -119,6 +121,11 @@ def test_discriminator_exports_as_a_confidence_map_and_loads(tmp_path, caplog):
         assert torch.allclose(loaded(x), expected, atol=1e-5)
     assert load_discriminator(None) is None
     assert load_discriminator(tmp_path / "missing.ts") is None and "no qc_score" in caplog.text
+    with pytest.raises(DatasetError, match="TorchScript export"):
+        load_discriminator(tmp_path / "discriminator.pt")
+    (tmp_path / "broken.ts").write_bytes(b"not a model")
+    with pytest.raises(DatasetError, match="broken.ts"):
+        load_discriminator(tmp_path / "broken.ts")
 
 
 def test_quality_ranking_counts_the_worst_scans_it_flags():

@@ -123,7 +123,8 @@ def test_two_processes_train_identical_models_and_only_rank_0_writes(tmp_path):
 
     models, runs = tmp_path / "models", tmp_path / "runs"
     assert sorted(p.name for p in models.iterdir()) == sorted([
-        "checkpoint_epoch=2.pt", "checkpoint_final.pt", "localizer.pt", "localizer.ts", "model.pt", "model.ts"])
+        "checkpoint_epoch=2.pt", "checkpoint_final.pt", "discriminator.pt", "discriminator.ts", "localizer.pt",
+        "localizer.ts", "model.pt", "model.ts"])
     events = list(runs.glob("events.out.tfevents.*"))
     assert len(events) == 3 and len({p.name.split(".")[-2] for p in events}) == 1, "TensorBoard from one process"
     saved = torch.load(models / "checkpoint_final.pt", weights_only=True)
@@ -204,8 +205,8 @@ def test_mlflow_tracking_logs_config_losses_metrics_and_models(tmp_path):
     assert {"loss", "seg_loss", "adv_loss", "d_loss", "lambda1", "val_mean_dice", "val_dice_la", "val_dice_scar"} <= set(tracked.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(tracked.info.run_id)}
     assert any(a.startswith("config_") and a.endswith(".json") for a in artifacts), artifacts
-    assert {a.path for a in client.list_artifacts(tracked.info.run_id, "models")} == {"models/model.ts",
-                                                                                     "models/localizer.ts"}
+    assert {a.path for a in client.list_artifacts(tracked.info.run_id, "models")} == {
+        "models/model.ts", "models/localizer.ts", "models/discriminator.ts"}
 
 
 def test_the_multi_gpu_overlay_outside_torchrun_says_how_to_launch_it(monkeypatch):
