@@ -2,12 +2,20 @@
 
     python scripts/plan.py --root data/phantom --layout datalist --name phantom
     python scripts/plan.py --root "/data/MICCAI2018" --layout miccai2018 --name miccai2018
+    python scripts/plan.py --from_plan plans/phantom.json --profile paper --name phantom-paper
+
+``--from_plan`` decides again from a plan's stored fingerprint for another profile, without reading a scan; the
+split stays.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 from _cli import run, setup_logging
 
+from bundle.planning.planner import load_plan, replan, save_plan
 from bundle.planning.run import plan_dataset
 
 
@@ -22,16 +30,23 @@ def main(
     test_fraction: float = 0.2,
     val_fraction: float = 0.2,
     profile: str = "paper",
+    from_plan: str | None = None,
     log_level: str = "INFO",
 ) -> None:
     """Plan the dataset at ``root`` (layouts: datalist, miccai2018, lascarqs2022) into
-    ``plans/<name>.json`` (or ``out``); ``profile`` is ``paper`` or ``cpu``."""
+    ``plans/<name>.json`` (or ``out``); ``profile`` is ``paper`` or ``cpu``. With ``from_plan``, re-plan that
+    plan's fingerprint for ``profile`` instead."""
     setup_logging(log_level)
-    plan = plan_dataset(root, layout, name, out, csv, seed, n_folds, test_fraction, val_fraction, profile)
+    start = time.perf_counter()
+    if from_plan is not None:
+        plan = replan(load_plan(from_plan), profile, name)
+        save_plan(plan, out or Path(from_plan).parent / f"{plan['name']}.json")
+    else:
+        plan = plan_dataset(root, layout, name, out, csv, seed, n_folds, test_fraction, val_fraction, profile)
     d = {k: v["value"] for k, v in plan["decisions"].items()}
     s = plan["split"]
-    print(f"plan {plan['name']}: {len(plan['fingerprint']['cases'])} scans, {len(plan['excluded'])} excluded, "
-          f"{plan['planning_seconds']:.1f} s")
+    print(f"plan {plan['name']}: {len(plan['fingerprint']['cases'])} scans, {len(plan.get('excluded', []))} excluded, "
+          f"{time.perf_counter() - start:.1f} s")
     print(f"  target spacing {d['target_spacing']}, patch {d['patch_size']}, batch {d['batch_size']}, "
           f"normalisation {d['normalization']['scheme']}, Gl widths {d['network']['gl_widths']}")
     print(f"  split: {len(s['train'])} train / {len(s['validation'])} validation / {len(s['test'])} test scans, "

@@ -205,6 +205,35 @@ def test_decisions_fine_spacing_paper_profile():
     json.dumps(plan, allow_nan=False)
 
 
+def test_each_decision_has_its_own_function_and_the_plan_composes_them():
+    from bundle.planning.planner import (
+        decide_batch,
+        decide_localizer,
+        decide_network,
+        decide_normalization,
+        decide_patch,
+        decide_resampling,
+        decide_roi,
+        decide_spacing,
+        plan_decisions,
+    )
+
+    cases = [square_la_case(f"s{i}", e, 0.625, 576) for i, e in enumerate((60, 80, 100))]
+    fingerprint = plan_for(cases)["fingerprint"]
+    for profile in ("paper", "cpu"):
+        patch = decide_patch(fingerprint, profile)["value"]
+        spacing = decide_spacing(fingerprint, profile)["value"]
+        parts = {"target_spacing": decide_spacing(fingerprint, profile), "patch_size": decide_patch(fingerprint, profile),
+                 "batch_size": decide_batch(patch, profile), "network": decide_network(patch, profile),
+                 "normalization": decide_normalization(fingerprint), "localizer": decide_localizer(fingerprint, profile)}
+        parts["roi"] = decide_roi(fingerprint, parts)
+        parts["resampling"] = decide_resampling(fingerprint, spacing)
+        assert plan_decisions(fingerprint, profile) == parts
+        assert all(d["rule"] and d["reason"] for d in parts.values())
+    with pytest.raises(ValueError, match="unknown profile"):
+        decide_batch([128, 128], "laptop")
+
+
 def test_decisions_coarser_spacing_and_median_rule():
     # 3 scans at 0.7 mm (LA 63, 84, 98 mm = 90, 120, 140 px) and 2 at 0.625 mm (LA 100 mm): the median
     # spacing is 0.7; p95 LA = 100 mm, + 2 * 30 = 160 mm = 229 px -> 240; batch round(8 * 256^2 / 240^2) = 9

@@ -13,7 +13,7 @@ import pytest
 
 from bundle.phantom.dataset import MANIFEST, synthesize_dataset
 from bundle.phantom.generate import cohort
-from bundle.planning.planner import PLAN_KEYS, load_plan
+from bundle.planning.planner import PLAN_KEYS, load_plan, plan_decisions
 from bundle.planning.run import plan_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +82,20 @@ def test_synthesize_and_plan_scripts(tmp_path):
     _check_split(plan["split"], SCANS, PATIENT_OF)
     assert plan["split"]["n_groups"] == N_PATIENTS
     assert plan["decisions"]["target_spacing"]["value"][:2] == [2.0, 2.0]
+
+    # no timing in the plan: planning the same data again gives the same file
+    again = _run("scripts/plan.py", "--root", str(data), "--layout", "datalist", "--name", "tiny", "--out",
+                 str(tmp_path / "again.json"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.json").read_bytes() == plan_path.read_bytes()
+    # another profile from the stored fingerprint, without the scans: same split, that profile's decisions
+    shutil.rmtree(data)
+    paper = _run("scripts/plan.py", "--from_plan", str(plan_path), "--profile", "paper", "--name", "tiny-paper")
+    assert paper.returncode == 0, paper.stderr
+    replanned = load_plan(plan_path.parent / "tiny-paper.json")
+    assert replanned["split"] == plan["split"] and replanned["fingerprint"] == plan["fingerprint"]
+    assert replanned["profile"] == "paper" and replanned["name"] == "tiny-paper"
+    assert replanned["decisions"] == plan_decisions(plan["fingerprint"], "paper")
 
 
 def test_plan_defaults_relative_root_and_plans_folder(dataset, tmp_path, monkeypatch):

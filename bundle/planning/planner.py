@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,24 +53,37 @@ def _profile_settings(profile: str) -> dict:
     return R.PROFILES[profile]
 
 
-def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
-    """The decisions for a dataset fingerprint (from ``fingerprint_dataset``) and a profile."""
+@dataclass(frozen=True)
+class _InPlane:
+    """What the spacing and patch decisions share: the field stage 2 must see and the grid it is seen on."""
+
+    median_xy: list[float]
+    extent_p: float
+    needed_mm: float
+    fov_xy: list[float]
+    field: list[float]
+    target: list[float]
+    coarsened: bool
+    pixels: list[int]
+    max_patch: int
+
+
+def _in_plane(fingerprint: dict, profile: str) -> _InPlane:
+    """The in-plane field stage 2 needs (the p-th percentile LA extent plus margins, capped to the median field of
+    view) and the target spacing that fits it into the profile's largest patch."""
     prof = _profile_settings(profile)
     cases = fingerprint["cases"]
-    summary = fingerprint["summary"]
     with_la = [c for c in cases if c["la_voxels"]]
     if not with_la:
         raise ValueError("no scan has LA voxels: the patch size cannot be derived from the LA extent")
     max_patch = int(prof["max_patch"])
-
-    # ---- target spacing and patch size --------------------------------------------------
     spacing = np.asarray([c["spacing"] for c in cases], dtype=np.float64)
     median_xy = [
         round(float(np.percentile(spacing[:, i], R.TARGET_SPACING_PERCENTILE)), R.SPACING_DECIMALS) for i in (0, 1)
     ]
     extent_p = float(np.percentile([c["la_extent_in_plane_mm"] for c in with_la], R.PATCH_EXTENT_PERCENTILE))
     needed_mm = extent_p + 2 * R.PATCH_MARGIN_MM
-    fov_xy = [float(v) for v in summary["field_of_view_mm"]["median"][:2]]
+    fov_xy = [float(v) for v in fingerprint["summary"]["field_of_view_mm"]["median"][:2]]
     field = [min(needed_mm, f) if R.PATCH_CAP_TO_IMAGE else needed_mm for f in fov_xy]
     target, coarsened = [], False
     for med, f in zip(median_xy, field):
@@ -79,73 +93,78 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
         else:
             target.append(med)
     pixels = [int(math.ceil(f / s - _TOL)) for f, s in zip(field, target)]
-    side = [min(max(_round_up(p, R.NETWORK_DOWNSAMPLING), R.MIN_PATCH), max_patch) for p in pixels]
-    patch = [side[1], side[0]]  # [H, W] = [y, x]
-    capped = any(f < needed_mm for f in field)
-    cropped = any(p > max_patch for p in pixels)
+    return _InPlane(median_xy, extent_p, needed_mm, fov_xy, field, target, coarsened, pixels, max_patch)
 
-    spacing_rule = (
+
+def decide_spacing(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
+    """Stage 2's in-plane target spacing (rules ``TARGET_SPACING_PERCENTILE``, ``RESAMPLE_Z``, the profile's
+    ``max_patch``): the median spacing, coarsened only when the LA's field would not fit the largest patch."""
+    g = _in_plane(fingerprint, profile)
+    rule = (
         f"TARGET_SPACING_PERCENTILE={R.TARGET_SPACING_PERCENTILE:g}: (x, y) = percentile of the scans' spacings; "
         f"RESAMPLE_Z={R.RESAMPLE_Z}: z kept per scan; then max(that, min(needed_mm, median FOV) / max_patch) "
         f"with needed_mm = p{R.PATCH_EXTENT_PERCENTILE:g}(LA in-plane extent) + 2 * PATCH_MARGIN_MM, "
-        f"max_patch = {max_patch} (profile {profile!r}; only if the profile coarsens)"
+        f"max_patch = {g.max_patch} (profile {profile!r}; only if the profile coarsens)"
     )
-    if coarsened:
-        spacing_reason = (
-            f"The median in-plane spacing {median_xy} mm would need more than {max_patch} px for the "
-            f"{needed_mm:.1f} mm LA + margin, so the spacing is coarsened to {target} mm; z is never "
+    if g.coarsened:
+        reason = (
+            f"The median in-plane spacing {g.median_xy} mm would need more than {g.max_patch} px for the "
+            f"{g.needed_mm:.1f} mm LA + margin, so the spacing is coarsened to {g.target} mm; z is never "
             "resampled because the networks are 2D axial."
         )
     else:
-        spacing_reason = (
-            f"The median in-plane spacing {target} mm keeps most scans at their native resolution; z is "
+        reason = (
+            f"The median in-plane spacing {g.target} mm keeps most scans at their native resolution; z is "
             "never resampled because the networks are 2D axial."
         )
-    decisions = {
-        "target_spacing": _decision(
-            target,
-            spacing_rule,
-            spacing_reason,
-            median_spacing_xy=median_xy,
-            needed_field_mm=needed_mm,
-            median_field_of_view_mm=fov_xy,
-            max_patch=max_patch,
-            coarsened=coarsened,
-        )
-    }
-    patch_reason = (
-        f"The p{R.PATCH_EXTENT_PERCENTILE:g} LA in-plane extent is {extent_p:.1f} mm; with {R.PATCH_MARGIN_MM:g} mm "
-        f"of context per side it needs {needed_mm:.1f} mm = {pixels} px (x, y) at {target} mm, rounded up to "
+    return _decision(g.target, rule, reason, median_spacing_xy=g.median_xy, needed_field_mm=g.needed_mm,
+                     median_field_of_view_mm=g.fov_xy, max_patch=g.max_patch, coarsened=g.coarsened)
+
+
+def decide_patch(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
+    """Stage 2's 2D patch [H, W] (rules ``PATCH_*``, ``NETWORK_DOWNSAMPLING``, ``MIN_PATCH``): the LA's field on the
+    target grid, rounded up to the network's down-sampling and clamped to the profile's largest patch."""
+    g = _in_plane(fingerprint, profile)
+    side = [min(max(_round_up(p, R.NETWORK_DOWNSAMPLING), R.MIN_PATCH), g.max_patch) for p in g.pixels]
+    capped = any(f < g.needed_mm for f in g.field)
+    cropped = any(p > g.max_patch for p in g.pixels)
+    reason = (
+        f"The p{R.PATCH_EXTENT_PERCENTILE:g} LA in-plane extent is {g.extent_p:.1f} mm; with {R.PATCH_MARGIN_MM:g} mm "
+        f"of context per side it needs {g.needed_mm:.1f} mm = {g.pixels} px (x, y) at {g.target} mm, rounded up to "
         f"a multiple of {R.NETWORK_DOWNSAMPLING} so every pooling divides evenly."
     )
     if cropped:
-        patch_reason += (
-            f" Profile {profile!r} keeps the native spacing and caps the patch at {max_patch} px: training "
+        reason += (
+            f" Profile {profile!r} keeps the native spacing and caps the patch at {g.max_patch} px: training "
             "patches are centred on LA or scar pixels and inference slides a window over whole slices, so "
             "the largest LA need not fit in one patch."
         )
     if capped and not cropped:
-        patch_reason += f" The images are narrower ({fov_xy} mm), so the patch covers the whole field of view."
-    decisions["patch_size"] = _decision(
-        patch,
+        reason += f" The images are narrower ({g.fov_xy} mm), so the patch covers the whole field of view."
+    return _decision(
+        [side[1], side[0]],  # [H, W] = [y, x]
         f"ceil((p{R.PATCH_EXTENT_PERCENTILE:g} of per-scan max(LA extent x, y) "
         f"+ 2 * PATCH_MARGIN_MM={R.PATCH_MARGIN_MM:g}) "
         f"/ target_spacing) rounded up to NETWORK_DOWNSAMPLING={R.NETWORK_DOWNSAMPLING}, clamped to "
-        f"[MIN_PATCH={R.MIN_PATCH}, max_patch={max_patch}]; [H, W] = [y, x]",
-        patch_reason,
-        la_extent_in_plane_percentile_mm=extent_p,
+        f"[MIN_PATCH={R.MIN_PATCH}, max_patch={g.max_patch}]; [H, W] = [y, x]",
+        reason,
+        la_extent_in_plane_percentile_mm=g.extent_p,
         margin_mm=R.PATCH_MARGIN_MM,
-        needed_field_mm=needed_mm,
-        needed_pixels_xy=pixels,
+        needed_field_mm=g.needed_mm,
+        needed_pixels_xy=g.pixels,
         capped_to_image=capped,
     )
 
-    # ---- batch -------------------------------------------------------------------------
+
+def decide_batch(patch: Sequence[int], profile: str = R.DEFAULT_PROFILE) -> dict:
+    """Stage 2's batch size (rules ``REFERENCE_*``, ``MIN_BATCH``, the profile's ``max_batch``): the paper's batch
+    x pixels kept about constant for ``patch`` [H, W]."""
+    prof = _profile_settings(profile)
     ref_pixels = R.REFERENCE_PATCH[0] * R.REFERENCE_PATCH[1]
     raw_batch = R.REFERENCE_BATCH * ref_pixels / (patch[0] * patch[1])
     max_batch = int(prof["max_batch"])
     batch = min(max(int(math.floor(raw_batch + 0.5)), R.MIN_BATCH), max_batch)
-    decisions["batch_size"] = _decision(
+    return _decision(
         batch,
         f"round(REFERENCE_BATCH={R.REFERENCE_BATCH} * {R.REFERENCE_PATCH[0]}*{R.REFERENCE_PATCH[1]} / (H * W)) "
         f"clamped to [MIN_BATCH={R.MIN_BATCH}, max_batch={max_batch}]",
@@ -156,14 +175,18 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
         max_batch=max_batch,
     )
 
-    # ---- network -----------------------------------------------------------------------
+
+def decide_network(patch: Sequence[int], profile: str = R.DEFAULT_PROFILE) -> dict:
+    """Gl's poolings and widths, Gs's width and Ga's ConvLSTM kernels for ``patch`` (rules ``MAX_POOLINGS``,
+    ``MIN_FEATURE_MAP``, the profile's widths)."""
+    prof = _profile_settings(profile)
     poolings, size = 0, min(patch)
     while poolings < R.MAX_POOLINGS and size // 2 >= R.MIN_FEATURE_MAP:
         size //= 2
         poolings += 1
     base, cap = int(prof["base_width"]), int(prof["max_width"])
     widths = [min(base * 2**i, cap) for i in range(poolings + 1)]
-    decisions["network"] = _decision(
+    return _decision(
         {"gl_widths": widths, "gl_poolings": poolings, "gs_width": int(prof["gs_width"]),
          "lstm_channels": int(prof["lstm_channels"])},
         f"Gl: poolings = as many as MAX_POOLINGS={R.MAX_POOLINGS} allow while the smallest feature map stays >= "
@@ -180,10 +203,13 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
         profile=profile,
     )
 
-    # ---- normalisation -----------------------------------------------------------------
+
+def decide_normalization(fingerprint: dict) -> dict:
+    """Per-volume z-scoring (rules ``NORMALIZATION_*``, ``CLIP_*``), with the dataset's LA intensities recorded."""
+    summary = fingerprint["summary"]
     la_z = summary.get("la_intensity_zscore") or {}
     lo_key, hi_key = (f"p{p:g}" for p in R.CLIP_PERCENTILES)
-    decisions["normalization"] = _decision(
+    return _decision(
         {
             "scheme": R.NORMALIZATION_SCHEME,
             "mask": "whole_volume",
@@ -202,15 +228,30 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
         "so the bright scar tail is kept.",
     )
 
-    decisions["localizer"] = decide_localizer(fingerprint, profile)
-    decisions["roi"] = decide_roi(fingerprint, decisions)
-    decisions["resampling"] = _decision(
+
+def decide_resampling(fingerprint: dict, target: Sequence[float]) -> dict:
+    """How scans are resampled in-plane to ``target`` (rules ``IMAGE_INTERPOLATION``, ``LABEL_INTERPOLATION``)."""
+    return _decision(
         {"image": R.IMAGE_INTERPOLATION, "label": R.LABEL_INTERPOLATION, "z": "none"},
         "IMAGE_INTERPOLATION / LABEL_INTERPOLATION in-plane to target_spacing; RESAMPLE_Z=False",
         "Linear interpolation cannot overshoot the scar's bright voxels; labels stay integer with nearest "
         "neighbour; slices are kept as acquired for the 2D axial networks.",
-        n_scans_at_target=int(sum(1 for c in cases if np.allclose(c["spacing"][:2], target, atol=1e-4))),
+        n_scans_at_target=int(sum(1 for c in fingerprint["cases"] if np.allclose(c["spacing"][:2], target, atol=1e-4))),
     )
+
+
+def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
+    """The decisions for a dataset fingerprint (from ``fingerprint_dataset``) and a profile, one function each."""
+    _profile_settings(profile)
+    decisions = {"target_spacing": decide_spacing(fingerprint, profile),
+                 "patch_size": decide_patch(fingerprint, profile)}
+    patch = decisions["patch_size"]["value"]
+    decisions["batch_size"] = decide_batch(patch, profile)
+    decisions["network"] = decide_network(patch, profile)
+    decisions["normalization"] = decide_normalization(fingerprint)
+    decisions["localizer"] = decide_localizer(fingerprint, profile)
+    decisions["roi"] = decide_roi(fingerprint, decisions)
+    decisions["resampling"] = decide_resampling(fingerprint, decisions["target_spacing"]["value"])
     return decisions
 
 
@@ -314,6 +355,15 @@ def make_plan(
         "split": split,
         "fingerprint": fingerprint,
     }
+
+
+def replan(plan: dict, profile: str, name: str | None = None) -> dict:
+    """The plan of the same dataset for another ``profile``, decided from the stored fingerprint (no scan is read,
+    as nnU-Net plans from its fingerprint file); the split and the excluded scans stay as they were."""
+    _profile_settings(profile)
+    new = {k: v for k, v in plan.items() if k != "planning_seconds"}  # plans written before timing left the plan
+    new.update(name=name or plan["name"], profile=profile, decisions=plan_decisions(plan["fingerprint"], profile))
+    return new
 
 
 def decision_values(plan: dict) -> dict:

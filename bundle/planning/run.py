@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +56,6 @@ def plan_dataset(
             logger.info("fingerprint %d/%d %s", i, len(records), record.get("scan"))
             yield case
 
-    start = time.perf_counter()
     dataset = {"root": portable_path(root), "layout": layout}
     if csv:
         dataset["csv"] = portable_path(csv)
@@ -65,7 +63,6 @@ def plan_dataset(
         cases(), name=name, dataset=dataset, label_protocol=label_protocol(layout), seed=seed,
         n_folds=n_folds, test_fraction=test_fraction, val_fraction=val_fraction, profile=profile,
     )
-    plan["excluded"] = excluded
-    plan["planning_seconds"] = round(time.perf_counter() - start, 2)
+    plan["excluded"] = excluded  # no timing in the plan: planning the same data again gives the same file
     save_plan(plan, out or Path("plans") / f"{name}.json")
     return plan
