@@ -54,6 +54,7 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_training_run_end_to_end(tmp_path):
     """`monai.bundle run training` on tiny whole-field-of-view phantoms: data, plan, both stages, validation on
     whole scans, export of both models, inference and evaluation with both stages, resume."""
@@ -165,6 +166,7 @@ def test_training_run_end_to_end(tmp_path):
     assert "plan does not match the scans" in bad.stderr + bad.stdout
 
 
+@pytest.mark.slow
 def test_multitask_unet_overlay_trains_and_exports(tmp_path):
     """configs/mtl.yaml: the multi-task U-Net trains with its classification loss, validates and exports."""
     import torch
@@ -234,6 +236,7 @@ def _zoo(*args: str) -> subprocess.CompletedProcess:
     return _run([sys.executable, "-m", "monai.bundle", *args])
 
 
+@pytest.mark.slow
 def test_model_zoo_checks_pass_for_both_stages(tmp_path):
     """verify_metadata (offline schema), verify_net_in_out and ckpt_export of stage 2 (network_def) and stage 1
     (localizer_def, described by metadata's localizer_data_format), with the committed plan."""

@@ -51,6 +51,7 @@ def _trainer_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["trainer"]
 
 
+@pytest.mark.slow
 def test_prepare_is_idempotent_and_reading_the_config_writes_nothing(tmp_path):
     from monai.bundle import ConfigParser, ConfigWorkflow
 
@@ -93,6 +94,7 @@ def test_prepare_is_idempotent_and_reading_the_config_writes_nothing(tmp_path):
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_two_processes_train_identical_models_and_only_rank_0_writes(tmp_path):
     """torchrun with 2 CPU processes (gloo): both ranks end with the same weights, buffers and loss weights;
     rank 0 alone prepares and writes; the result resumes in a single process."""
@@ -141,6 +143,7 @@ def test_two_processes_train_identical_models_and_only_rank_0_writes(tmp_path):
     assert state["iteration"] == 3 * state["epoch_length"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_auto_finishes_every_epoch(tmp_path):
     """A run killed with SIGKILL in epoch 3 of 4 and restarted with `--resume_from auto` ends after 4 epochs with
     model.pt at the best validation metric of both runs and a verified TorchScript export."""
@@ -191,6 +194,7 @@ def test_sigkill_mid_epoch_then_resume_auto_finishes_every_epoch(tmp_path):
         assert torch.allclose(scripted(x), net(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_mlflow_tracking_logs_config_losses_metrics_and_models(tmp_path):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
