@@ -71,19 +71,22 @@ def test_missing_slice_is_refused(tmp_path):
     assert "missing slices: 1 slice(s) absent" in _only_error(tmp_path, "missing slices")
 
 
-def test_duplicated_slice_is_refused(tmp_path):
+def _one_slice_moved(tmp_path, slice_index: int, to_z: float) -> None:
+    """A series whose slice ``slice_index`` claims the position of (continuous) slice ``to_z``."""
     image = _volume()
     positions = [None] * 8
-    positions[5] = "\\".join(f"{v:.10g}" for v in image.TransformIndexToPhysicalPoint((0, 0, 4)))
+    positions[slice_index] = "\\".join(
+        f"{v:.10g}" for v in image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, to_z)))
     write_series(image, tmp_path, positions=positions)
+
+
+def test_duplicated_slice_is_refused(tmp_path):
+    _one_slice_moved(tmp_path, 5, 4.0)
     _only_error(tmp_path, "duplicated slices")
 
 
 def test_non_uniform_slice_spacing_is_refused(tmp_path):
-    image = _volume()
-    positions = [None] * 8
-    positions[7] = "\\".join(f"{v:.10g}" for v in image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, 7.4)))
-    write_series(image, tmp_path, positions=positions)
+    _one_slice_moved(tmp_path, 7, 7.4)
     _only_error(tmp_path, "non-uniform slice spacing")
 
 
