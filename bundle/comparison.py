@@ -60,7 +60,7 @@ MISSING_CELL = "n/a"
 MAX_LISTED_SCANS = 5
 """How many missing or failed scans an error message names."""
 
-TEXT_COLUMNS = ("scan", "patient", "ablation", "status", "image", "label", "layout", "error", "stage1")
+TEXT_COLUMNS = ("scan", "patient", "ablation", "status", "image", "label", "layout", "error", "stage1", "qc")
 """Columns of ``metrics.csv`` kept as strings; every other column must be numeric (empty = NaN)."""
 
 OK_STATUS = "ok"

@@ -277,11 +277,14 @@ def test_write_comparison_files_parse(tmp_path, tables):
 def test_read_metrics_csv_round_trip(tmp_path, scar_rows):
     path = tmp_path / "metrics.csv"
     stages = ["found", "crop", "found", "none", "found", "found"]  # what stage 1 did, as evaluation writes it
-    written = [dict(r, stage1=stage, roi_recall=1.0) for r, stage in zip(scar_rows["3D Unet"], stages)]
+    qc = ["ok", "LA volume 2460 ml outside 25-250 ml; LA touches the image border (left)", "", "ok", "ok", "ok"]
+    written = [dict(r, stage1=stage, roi_recall=1.0, qc=check, qc_score=0.2)  # qc: evaluation's quality check text
+               for r, stage, check in zip(scar_rows["3D Unet"], stages, qc)]
     path.write_text(rows_to_csv(written), encoding="utf-8")
     rows = read_metrics_csv(path)
     assert [r["scan"] for r in rows] == list(SCANS)
     assert [r["stage1"] for r in rows] == stages and rows[0]["roi_recall"] == 1.0
+    assert [r["qc"] for r in rows] == qc and rows[0]["qc_score"] == 0.2
     for got, want in zip(rows, scar_rows["3D Unet"]):
         assert (got["patient"], got["ablation"], got["status"]) == (want["patient"], want["ablation"], "ok")
         for metric in PAPER_METRICS:
