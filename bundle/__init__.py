@@ -1,9 +1,19 @@
 """JAS-GAN and the multi-task LA U-Net for left-atrium and atrial-scar segmentation in LGE CMR.
 
-The package holds everything a MONAI bundle config reaches with ``_target_: bundle....``:
-dataset layouts and readers, the synthetic LGE phantoms, the planner, the stage-1 localiser and
-stage-2 networks, the GAN trainer (one process or several under torchrun), inference, metrics,
-scar quantification, baselines and comparisons.
+The packages follow the data flow, and a MONAI bundle config reaches each with ``_target_: bundle....``:
+
+- ``data``: dataset layouts and readers, label protocol, LA wall, DICOM in, prediction folders, the phantoms;
+- ``planning``: the fingerprint, the rule-based plan (one function per decision) and the patient-level split;
+- ``preprocessing``: the plan applied to a scan (resampling, z-score, ROI) and the on-disk cache;
+- ``networks``: Gl, Ga, Gs, Gls, T, the multi-task U-Net and the stage-1 localiser;
+- ``training``: the ``prepare`` step, training items, losses, trainers, checkpoints, export, torchrun, tracking;
+- ``inference``: stage 1 and stage 2 on whole scans, post-processing, CPU backends, DICOM SEG out;
+- ``quantification``: scar burden, the scar map on the LA surface and the quality check, for any masks;
+- ``evaluation``: metrics, statistics, evaluation of a split, baselines and method comparison;
+- ``benchmarks``: timing of each stage; ``cli``: the command-line tools (``jasgan-*``).
+
+Shared by all: ``errors`` (the one error type for bad input), ``atomic`` (files that appear complete or not at
+all) and ``batch`` (a batch of scans whose failures are reported while the others go on).
 """
 
-__version__ = "0.6.0"  # the bundle's version in metadata.json
+__version__ = "0.7.0"  # the bundle's version in metadata.json

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from _cli import run, setup_logging
 
-from bundle.baselines import DEFAULT_METHODS, run_baselines
+from bundle.evaluation.baselines import DEFAULT_METHODS, run_baselines
 
 
 def main(

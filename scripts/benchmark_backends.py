@@ -17,11 +17,11 @@ import SimpleITK as sitk
 import torch
 from _cli import run, setup_logging
 
-from bundle.backends import BACKENDS, compare_backends
-from bundle.inference_benchmark import PRESETS
+from bundle.benchmarks.inference import PRESETS
+from bundle.inference.backends import BACKENDS, compare_backends
 from bundle.networks import CascadeNet
-from bundle.preprocessing import normalize
-from bundle.workflow import load_weights
+from bundle.networks.weights import load_weights
+from bundle.preprocessing.image import normalize
 
 
 def example_from_scan(scan: str, label: str, roi: tuple[int, int], slices: int) -> torch.Tensor:

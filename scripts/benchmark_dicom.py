@@ -3,7 +3,7 @@
     python scripts/benchmark_dicom.py                             # 576 x 576 x 44 uint16 slices (MICCAI 2018 size)
     python scripts/benchmark_dicom.py --size "[640,640]" --slices 60
 
-Writes a synthetic series into a temporary folder, then times (median of ``repeats``) bundle.dicom's
+Writes a synthetic series into a temporary folder, then times (median of ``repeats``) bundle.data.dicom's
 find_series + read_series (header checks included) and SimpleITK's ImageSeriesReader alone. Run it alone
 on the machine: a concurrent job skews the timings.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 from _cli import run, setup_logging
 
-from bundle.dicom import check_series, find_series, read_series, write_series
+from bundle.data.dicom import check_series, find_series, read_series, write_series
 
 
 def _median_seconds(work, repeats: int) -> float:

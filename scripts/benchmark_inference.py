@@ -15,7 +15,7 @@ import json
 
 from _cli import run, setup_logging
 
-from bundle.inference_benchmark import PRESETS, time_scans
+from bundle.benchmarks.inference import PRESETS, time_scans
 
 
 def main(preset: str = "paper", repeats: int = 3, warmup: int = 1, device: str | None = None,

@@ -13,7 +13,7 @@ import json
 import fire
 from _cli import setup_logging
 
-from bundle.planning.benchmark import benchmark
+from bundle.benchmarks.planning import benchmark
 
 
 def main(out: str = "bench/planning", n_patients: int = 12, profile: str = "miccai2018", seed: int = 0,

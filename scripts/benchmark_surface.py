@@ -15,9 +15,10 @@ from pathlib import Path
 import SimpleITK as sitk
 from _cli import run, setup_logging
 
-from bundle.io import read_image
-from bundle.predictions import LA_FILE, quantify, read_prediction
-from bundle.surface_report import surface_outputs
+from bundle.data.io import read_image
+from bundle.data.predictions import LA_FILE, read_prediction
+from bundle.quantification.burden import quantify
+from bundle.quantification.surface_report import surface_outputs
 
 
 def main(predictions: str, scan: str, image: str | None = None, repeats: int = 5, log_level: str = "WARNING") -> None:

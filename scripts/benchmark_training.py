@@ -15,7 +15,7 @@ import json
 import fire
 from _cli import setup_logging
 
-from bundle.training_benchmark import time_iterations
+from bundle.benchmarks.training import time_iterations
 
 PRESETS = {
     "paper": {"patch": (256, 256), "batch_size": 8, "gl_widths": (32, 64, 128, 256, 512), "gs_width": 32,

@@ -14,9 +14,9 @@ import json
 
 from _cli import run, setup_logging
 
-from bundle.comparison import PAPER_METRICS, compare_folders, format_table
+from bundle.evaluation.comparison import PAPER_METRICS, compare_folders, format_table
 from bundle.planning.planner import load_plan
-from bundle.preprocessing import split_records
+from bundle.planning.split import split_records
 
 
 def _names(value: str | tuple | list | None) -> list[str] | None:

@@ -7,7 +7,7 @@
 Reads each evaluation's ``metrics.csv`` (written by ``configs/evaluate.yaml``, which carries the inference report's
 ``qc_score`` and ``qc``) and prints, per folder and for all of them together, Spearman's rho of ``qc_score`` with the
 LA and scar Dice, and how many of the worst 10 % of the scans by each Dice (k scans) are among the k lowest by
-``qc_score`` and how many have any ``qc`` reason (:func:`bundle.evaluation.quality_ranking`). ``--out`` also writes
+``qc_score`` and how many have any ``qc`` reason (:func:`bundle.evaluation.evaluate.quality_ranking`). ``--out`` also writes
 the numbers as JSON.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 from _cli import run, setup_logging
 
+from bundle.batch import json_safe
 from bundle.errors import DatasetError
-from bundle.evaluation import quality_ranking
-from bundle.predictions import json_safe
+from bundle.evaluation.evaluate import quality_ranking
 
 
 def _rows(eval_dir: Path) -> list[dict]:

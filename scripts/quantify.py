@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from _cli import run, setup_logging
 
-from bundle.inference import scan_records
-from bundle.quantification import quantify_folder
+from bundle.inference.scans import scan_records
+from bundle.quantification.folder import quantify_folder
 
 
 def main(predictions: str, out: str | None = None, images: str | None = None, layout: str | None = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from _cli import run, setup_logging
 
-from bundle.phantom.dataset import synthesize_dataset
+from bundle.data.phantom.dataset import synthesize_dataset
 
 
 def main(

@@ -26,7 +26,7 @@ def carma_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
     """A 3-patient phantom dataset of the tiny profile (64 x 64 x 12) and its cpu-profile plan."""
-    from bundle.phantom.dataset import synthesize_dataset
+    from bundle.data.phantom.dataset import synthesize_dataset
     from bundle.planning.run import plan_dataset
 
     root = tmp_path_factory.mktemp("tiny") / "phantom"

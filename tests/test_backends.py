@@ -1,11 +1,11 @@
-"""bundle.backends: every installed CPU backend runs stage 2 on any ROI size and keeps the eager logits."""
+"""bundle.inference.backends: every installed CPU backend runs stage 2 on any ROI size and keeps the eager logits."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bundle.backends import BACKENDS, LOGIT_TOLERANCE, available, compare_backends, prepare
+from bundle.inference.backends import BACKENDS, LOGIT_TOLERANCE, available, compare_backends, prepare
 from bundle.networks import CascadeNet
 
 FAST = ("eager", "channels_last", "jit_frozen", "onnxruntime", "openvino")
@@ -50,7 +50,7 @@ def test_compare_reports_speed_and_agreement():
 
 def test_inference_default_backend_runs_torchscript_models_within_tolerance():
     """What configs/inference.yaml runs on a CPU: the exported model.ts through the default backend."""
-    from bundle.inference import CPU_BACKEND, runner
+    from bundle.inference.segmenter import CPU_BACKEND, runner
 
     scripted = torch.jit.script(_network())
     run = runner(scripted, CPU_BACKEND, "cpu")
@@ -63,7 +63,7 @@ def test_inference_default_backend_runs_torchscript_models_within_tolerance():
 
 
 def test_a_torchscript_model_with_an_exporting_backend_is_a_clear_error():
-    from bundle.inference import runner
+    from bundle.inference.segmenter import runner
 
     scripted = torch.jit.script(_network())
     for backend in ("onnxruntime", "openvino"):
@@ -72,7 +72,7 @@ def test_a_torchscript_model_with_an_exporting_backend_is_a_clear_error():
 
 
 def test_a_missing_backend_library_is_named_with_its_install_command(monkeypatch):
-    from bundle import backends
+    from bundle.inference import backends
 
     monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(RuntimeError, match=r"'onnxruntime' needs onnxruntime and onnx.*pip install onnxruntime onnx"):

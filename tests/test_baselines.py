@@ -1,4 +1,4 @@
-"""bundle.baselines: the classical scar rules, their values on the real CARMA crop, and the batch run."""
+"""bundle.evaluation.baselines: the classical scar rules, their values on the real CARMA crop, and the batch run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundle.baselines import (
+from bundle.data.io import read_image, same_geometry
+from bundle.data.layouts import load_case, write_dataset
+from bundle.data.predictions import read_prediction, write_prediction
+from bundle.data.toolkit import kmeans_scar, toolkit_wall
+from bundle.data.wall import derived_wall
+from bundle.evaluation.baselines import (
     DEFAULT_METHODS,
     METHODS,
     SD_DDOF,
@@ -25,12 +30,8 @@ from bundle.baselines import (
     scar_masks,
     sd_scar,
 )
-from bundle.io import read_image, same_geometry
-from bundle.layouts import load_case, write_dataset
-from bundle.predictions import quantify, read_prediction, write_prediction
-from bundle.preprocessing import split_records
-from bundle.toolkit import kmeans_scar, toolkit_wall
-from bundle.wall import derived_wall
+from bundle.planning.split import split_records
+from bundle.quantification.burden import quantify
 
 REPO = Path(__file__).resolve().parents[1]
 CARMA_FILES = ("autoscar-data.nrrd", "autoscar-endo.nrrd", "autoscar-wall.nrrd",

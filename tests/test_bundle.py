@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundle.io import read_image, same_geometry
+from bundle.data.io import read_image, same_geometry
 from bundle.planning.planner import load_plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def test_training_run_end_to_end(tmp_path):
     assert report["meta"]["qc_rules"]["la_ml_min"] == 25.0 and "majority" in report["meta"]["surface"]["projection"]
 
     # the same scan as a DICOM series (oblique files, reverse order): masks on the series' grid, equal to the NIfTI's
-    from bundle.dicom import write_series
+    from bundle.data.dicom import write_series
 
     first = next(r for r in report["scans"] if r["status"] == "ok")
     write_series(read_image(first["image"]), tmp_path / "pacs" / "study1" / "series9", number=9, reverse=True)

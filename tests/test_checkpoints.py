@@ -9,14 +9,14 @@ import pytest
 import torch
 from ignite.engine import Engine, Events, State
 
-from bundle.checkpoints import (
+from bundle.errors import DatasetError
+from bundle.training.checkpoints import (
     BestMetric,
     BestModelSaver,
     EngineCheckpointLoader,
     EngineCheckpointSaver,
     resume_path,
 )
-from bundle.errors import DatasetError
 
 
 def _engine(epoch_length: int = 3) -> Engine:

@@ -12,7 +12,9 @@ import statistics
 import pytest
 from scipy import stats
 
-from bundle.comparison import (
+from bundle.batch import rows_to_csv
+from bundle.errors import DatasetError
+from bundle.evaluation.comparison import (
     CSV_FIELDS,
     LOWER_IS_BETTER,
     PAPER_METRICS,
@@ -23,8 +25,6 @@ from bundle.comparison import (
     read_metrics_csv,
     write_comparison,
 )
-from bundle.errors import DatasetError
-from bundle.predictions import rows_to_csv
 
 NAN = math.nan
 SCANS = ("P001_pre", "P001_post", "P002_pre", "P002_post", "P003_pre", "P003_post")
@@ -323,7 +323,7 @@ def test_read_metrics_csv_missing_file(tmp_path):
 
 
 def test_paired_t_test_of_a_constant_non_zero_difference_is_infinite():
-    from bundle.comparison import paired_t_test
+    from bundle.evaluation.comparison import paired_t_test
 
     out = paired_t_test([0.8, 0.7, 0.6], [0.9, 0.8, 0.7])
     assert out["t"] == float("-inf") and out["p"] == 0.0 and out["n_pairs"] == 3

@@ -9,11 +9,11 @@ import pytest
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
-from bundle.dicom import find_series, kept_locale, read_series, series_records, write_series
+from bundle.batch import run_batch
+from bundle.data.dicom import find_series, kept_locale, read_series, series_records, write_series
+from bundle.data.io import read_image, same_geometry, write_image
 from bundle.errors import DatasetError
-from bundle.inference import read_scan, scan_records
-from bundle.io import read_image, same_geometry, write_image
-from bundle.predictions import run_batch
+from bundle.inference.scans import read_scan, scan_records
 
 
 def _volume(depth: int = 8, oblique: bool = True, seed: int = 0) -> sitk.Image:
@@ -134,7 +134,7 @@ def test_unreadable_and_truncated_files_fail_their_scan_and_the_batch_goes_on(tm
 
 def test_masks_as_dicom_seg_reference_the_source_series(tmp_path):
     hd = pytest.importorskip("highdicom")
-    from bundle.dicom_seg import write_dicom_seg
+    from bundle.inference.dicom_seg import write_dicom_seg
 
     image = _volume()
     write_series(image, tmp_path / "series", reverse=True)

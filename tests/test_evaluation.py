@@ -1,4 +1,4 @@
-"""bundle.evaluation, bundle.predictions.quantify and the method comparison on prediction folders."""
+"""bundle.evaluation.evaluate, bundle.quantification.burden.quantify and the method comparison on prediction folders."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 import SimpleITK as sitk
 from scipy import stats
 
-from bundle.case import Case
-from bundle.comparison import compare_folders, method_slug, read_metrics_csv
-from bundle.evaluation import METRIC_COLUMNS, agreement, evaluate_case, evaluate_predictions, extreme_cases
-from bundle.layouts import load_case, read_dataset
-from bundle.predictions import quantify, write_prediction
+from bundle.data.case import Case
+from bundle.data.layouts import load_case, read_dataset
+from bundle.data.predictions import write_prediction
+from bundle.evaluation.comparison import compare_folders, method_slug, read_metrics_csv
+from bundle.evaluation.evaluate import METRIC_COLUMNS, agreement, evaluate_case, evaluate_predictions, extreme_cases
+from bundle.quantification.burden import quantify
 
 REPO = Path(__file__).resolve().parents[1]
 SPACING = (0.625, 0.625, 2.5)
@@ -61,7 +62,7 @@ def test_scar_percentage_does_not_depend_on_how_the_axes_are_stored():
 
 
 def test_the_wall_is_peeled_in_the_axial_plane_whatever_the_stored_axis_order():
-    from bundle.predictions import axial_wall
+    from bundle.quantification.burden import axial_wall
 
     label, _, n_wall, _ = hand_case()
     axial = sitk.GetImageFromArray(label)
@@ -221,7 +222,7 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
 
 
 def test_quantify_folder_and_its_command_on_hand_built_masks(tmp_path):
-    from bundle.quantification import quantify_folder
+    from bundle.quantification.folder import quantify_folder
 
     label, n_la, n_wall, n_scar = hand_case()
     reference = sitk.GetImageFromArray(label.astype(np.float32))

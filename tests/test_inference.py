@@ -1,4 +1,4 @@
-"""bundle.inference: masks on the input's exact grid (NIfTI, NRRD, turned axes), batches with a bad scan, models."""
+"""bundle.inference.segmenter: masks on the input's exact grid (NIfTI, NRRD, turned axes), batches with a bad scan, models."""
 
 from __future__ import annotations
 
@@ -10,21 +10,16 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from bundle.data.io import orientation_code, read_image, same_geometry
+from bundle.data.layouts import read_dataset
+from bundle.data.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, drop_stale, write_prediction
 from bundle.errors import DatasetError
-from bundle.inference import (
-    BatchSegmenter,
-    Segmenter,
-    load_model,
-    plan_orientation,
-    scan_records,
-    segment_scans,
-)
-from bundle.io import orientation_code, read_image, same_geometry
-from bundle.layouts import read_dataset
-from bundle.localizer import Localizer
+from bundle.inference.localizer import Localizer
+from bundle.inference.scans import scan_records
+from bundle.inference.segmenter import BatchSegmenter, Segmenter, load_model, plan_orientation, segment_scans
 from bundle.networks import CascadeNet
-from bundle.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, drop_stale, quantify, write_prediction
-from bundle.preprocessing import normalize
+from bundle.preprocessing.image import normalize
+from bundle.quantification.burden import quantify
 
 SPACING = (0.625, 0.625, 2.5)
 SIZE_ZYX = (10, 40, 48)
@@ -257,7 +252,7 @@ def test_load_model_reads_torchscript_and_state_dicts(tmp_path):
 
 
 def test_inference_benchmark_times_a_small_whole_scan_through_both_stages():
-    from bundle.inference_benchmark import time_scans
+    from bundle.benchmarks.inference import time_scans
 
     out = time_scans(shape_zyx=(12, 96, 96), spacing=(2.5, 2.5, 5.0), gl_widths=(4, 8), gs_width=4, lstm_channels=4,
                      profile="cpu", repeats=2, warmup=0, device="cpu")
@@ -287,8 +282,8 @@ def test_the_real_carma_crop_gets_masks_on_its_own_grid(carma_dir, plan, tmp_pat
 
 
 def test_remaining_error_paths_name_the_file(tmp_path, plan):
-    from bundle.predictions import prediction_scans
-    from bundle.workflow import load_weights
+    from bundle.data.predictions import prediction_scans
+    from bundle.networks.weights import load_weights
 
     network = CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4)
     torch.save({"network": network.state_dict()}, tmp_path / "checkpoint.pt")

@@ -1,4 +1,4 @@
-"""bundle.io: geometry survives NRRD/NIfTI round trips, bad files raise DatasetError naming them."""
+"""bundle.data.io: geometry survives NRRD/NIfTI round trips, bad files raise DatasetError naming them."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundle.case import Case
-from bundle.errors import DatasetError
-from bundle.io import (
+from bundle.data.case import Case
+from bundle.data.io import (
     case_geometry,
     check_same_geometry,
     orientation_code,
@@ -22,6 +21,7 @@ from bundle.io import (
     to_case,
     write_image,
 )
+from bundle.errors import DatasetError
 
 SHAPE = (12, 64, 64)  # (z, y, x)
 SPACING = (2.0, 2.0, 4.0)  # (x, y, z)

@@ -1,4 +1,4 @@
-"""bundle.layouts: each layout round-trips through write -> read -> load, and bad datasets raise
+"""bundle.data.layouts: each layout round-trips through write -> read -> load, and bad datasets raise
 DatasetError naming the offending file."""
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundle.case import Case
-from bundle.errors import DatasetError
-from bundle.io import read_image, same_geometry, write_image
-from bundle.labels import compose_label, la_mask, scar_mask
-from bundle.layouts import (
+from bundle.data.case import Case
+from bundle.data.io import read_image, same_geometry, write_image
+from bundle.data.labels import compose_label, la_mask, scar_mask
+from bundle.data.layouts import (
     CSV_NAME,
     LAYOUTS,
     label_protocol,
@@ -26,7 +25,8 @@ from bundle.layouts import (
     write_case,
     write_dataset,
 )
-from bundle.toolkit import axial_dilate, kmeans_scar, toolkit_wall
+from bundle.data.toolkit import axial_dilate, kmeans_scar, toolkit_wall
+from bundle.errors import DatasetError
 
 SHAPE = (12, 64, 64)  # (z, y, x)
 SPACING = (2.0, 2.0, 4.0)  # (x, y, z)

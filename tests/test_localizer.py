@@ -1,4 +1,4 @@
-"""bundle.localizer and bundle.two_stage: the coarse grid, locating with stand-in networks, stage 2 only on the
+"""bundle.inference.localizer and bundle.inference.two_stage: the coarse grid, locating with stand-in networks, stage 2 only on the
 ROI, and a real LocalizerNet trained on tiny whole-field-of-view phantoms finding their off-centre LA."""
 
 from __future__ import annotations
@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from bundle.localizer import (
-    CROP,
-    NO_LA,
-    OK,
-    Localizer,
-    coarse_shape,
-    largest_component,
-    localizer_items,
-    log_rois,
-    to_coarse,
-)
-from bundle.roi import Roi
-from bundle.two_stage import BACKGROUND_LOGIT, TwoStageInferer
+from bundle.inference.localizer import CROP, NO_LA, Localizer, coarse_shape, largest_component, to_coarse
+from bundle.inference.two_stage import BACKGROUND_LOGIT, TwoStageInferer
+from bundle.preprocessing.roi import Roi
+from bundle.quantification.qc import OK
+from bundle.training.datasets import localizer_items
+from bundle.training.validation import log_rois
 
 SPACING = (1.0, 1.0, 2.0)  # x, y, z
 
@@ -138,10 +131,10 @@ def test_localizer_items_and_the_roi_log(caplog):
 @pytest.fixture(scope="module")
 def tinyfov_cases():
     """Preprocessed tiny whole-field-of-view phantoms (96 x 96 x 16 at 2.5 x 2.5 x 5 mm) and their plan."""
-    from bundle.phantom import ScanSpec, generate_scan
+    from bundle.data.phantom import ScanSpec, generate_scan
     from bundle.planning.fingerprint import fingerprint_dataset
     from bundle.planning.planner import plan_decisions
-    from bundle.preprocessing import preprocess_case
+    from bundle.preprocessing.cache import preprocess_case
 
     scans = [generate_scan(ScanSpec(p, a), "tinyfov", seed=3) for p in range(1, 8) for a in ("pre", "post")]
     plan = {"decisions": plan_decisions(fingerprint_dataset(copy.deepcopy(scans)), "cpu")}

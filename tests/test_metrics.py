@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bundle.metrics import METRICS, confusion, normalized_mutual_information, segmentation_metrics
+from bundle.evaluation.metrics import METRICS, confusion, normalized_mutual_information, segmentation_metrics
 
 
 def _box(shape=(6, 12, 12), z=slice(1, 5), y=slice(2, 10), x=slice(2, 10)) -> np.ndarray:

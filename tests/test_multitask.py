@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bundle.multitask import MultiTaskLoss, MultiTaskTrainer, ablation_targets
 from bundle.networks import NO_SCAR_LOGIT, MultiTaskUNet
+from bundle.training.multitask import MultiTaskLoss, MultiTaskTrainer, ablation_targets
 
 WIDTHS = (4, 8, 16, 16, 16)
 
@@ -88,7 +88,7 @@ def test_trainer_steps_both_tasks_through_a_ddp_wrapper():
 
     import torch.distributed as dist
 
-    from bundle.distributed import ddp
+    from bundle.training.distributed import ddp
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

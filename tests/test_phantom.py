@@ -1,4 +1,4 @@
-"""bundle.phantom: deterministic tiny phantoms with consistent labels, calibrated intensities and scar
+"""bundle.data.phantom: deterministic tiny phantoms with consistent labels, calibrated intensities and scar
 burden, the cohort and profiles, and datasets written in every layout that read back unchanged.
 
 Only the ``tiny`` profile (64 x 64 x 12, ~0.2 s a scan) is generated here; the full-size profiles
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from bundle.layouts import CSV_NAME, LAYOUTS, load_case, read_dataset
-from bundle.phantom import PROFILES, ScanSpec, cohort, generate_cohort, generate_scan, get_profile
-from bundle.phantom.atrium import WALL_MM, rasterise_atrium, sample_atrium
-from bundle.phantom.dataset import MANIFEST, is_complete, synthesize_dataset
-from bundle.phantom.generate import LA_MIN_FRACTION, SCAR_MIN_FRACTION, _scan_grid
-from bundle.phantom.intensity import BLOOD_POOL_MEAN, BLOOD_POOL_SD, TISSUE_MEANS, Acquisition
-from bundle.phantom.scar import POST_SCAR_FRACTION, PRE_SCAR_FRACTION, draw_scar
+from bundle.data.layouts import CSV_NAME, LAYOUTS, load_case, read_dataset
+from bundle.data.phantom import PROFILES, ScanSpec, cohort, generate_cohort, generate_scan, get_profile
+from bundle.data.phantom.atrium import WALL_MM, rasterise_atrium, sample_atrium
+from bundle.data.phantom.dataset import MANIFEST, is_complete, synthesize_dataset
+from bundle.data.phantom.generate import LA_MIN_FRACTION, SCAR_MIN_FRACTION, _scan_grid
+from bundle.data.phantom.intensity import BLOOD_POOL_MEAN, BLOOD_POOL_SD, TISSUE_MEANS, Acquisition
+from bundle.data.phantom.scar import POST_SCAR_FRACTION, PRE_SCAR_FRACTION, draw_scar
 
 TINY = "tiny"
 BLOOD_2SD = BLOOD_POOL_MEAN + 2 * BLOOD_POOL_SD  # the scar threshold of the 2-SD rule: 237.2
@@ -284,7 +284,7 @@ def test_tinyfov_scans_are_whole_fields_of_view_with_the_la_off_centre():
 def test_images_hold_integers_and_are_written_as_uint16(tmp_path):
     import SimpleITK as sitk
 
-    from bundle.layouts import image_dtype, write_case
+    from bundle.data.layouts import image_dtype, write_case
 
     case = tiny(3, "pre")
     assert np.array_equal(case.image, np.rint(case.image)) and case.image.min() >= 0

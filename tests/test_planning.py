@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from bundle.case import Case
+from bundle.data.case import Case
+from bundle.data.labels import LA, SCAR
+from bundle.data.wall import scar_burden
 from bundle.errors import DatasetError
-from bundle.labels import LA, SCAR
 from bundle.planning import (
     decision_values,
     fingerprint_case,
@@ -22,7 +23,6 @@ from bundle.planning import (
 )
 from bundle.planning import rules as R
 from bundle.planning.planner import PLAN_KEYS
-from bundle.wall import scar_burden
 
 BG, LA_I, SCAR_I = 10.0, 50.0, 90.0
 

@@ -11,12 +11,12 @@ import SimpleITK as sitk
 import torch
 
 from bundle.errors import DatasetError
-from bundle.evaluation import quality_ranking
-from bundle.inference import load_discriminator
+from bundle.evaluation.evaluate import quality_ranking
+from bundle.inference.segmenter import load_discriminator
 from bundle.networks import ConfidenceMap, JointDiscriminator
-from bundle.qc import OK, QcRules, borders, outside_largest_ml, side
-from bundle.quality import adversarial_confidence
-from bundle.workflow import export_torchscript
+from bundle.quantification.qc import OK, QcRules, borders, outside_largest_ml, side
+from bundle.quantification.quality import adversarial_confidence
+from bundle.training.export import export_torchscript
 
 CLEAN = {"la_ml": 110.0, "scar_percent": 12.0, "removed_ml": 0.4, "borders": [], "qc_score": 0.8}
 

@@ -1,4 +1,4 @@
-"""bundle.roi: the box stage 1 hands to stage 2 (margins, snapping, image borders, coarse to fine, world)."""
+"""bundle.preprocessing.roi: the box stage 1 hands to stage 2 (margins, snapping, image borders, coarse to fine, world)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundle.roi import Roi, is_crop, mask_box, roi_from_box, roi_from_coarse_mask
+from bundle.preprocessing.roi import Roi, is_crop, mask_box, roi_from_box, roi_from_coarse_mask
 
 
 def test_box_gets_its_margin_in_mm_on_every_side():
@@ -82,8 +82,8 @@ def test_crops_are_narrow_along_both_in_plane_axes():
 def test_stage_2_sees_the_roi_z_scored_with_its_own_moments():
     import torch
 
-    from bundle.roi import roi_moments
-    from bundle.two_stage import TwoStageInferer
+    from bundle.inference.two_stage import TwoStageInferer
+    from bundle.preprocessing.roi import roi_moments
 
     seen = []
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bundle.phantom.dataset import MANIFEST, synthesize_dataset
-from bundle.phantom.generate import cohort
+from bundle.data.phantom.dataset import MANIFEST, synthesize_dataset
+from bundle.data.phantom.generate import cohort
 from bundle.planning.planner import PLAN_KEYS, load_plan, plan_decisions
 from bundle.planning.run import plan_dataset
 

@@ -1,4 +1,4 @@
-"""bundle.phantom.shapes and smooth_noise: partial-volume rasterisation is exact where it claims to be."""
+"""bundle.data.phantom.shapes and smooth_noise: partial-volume rasterisation is exact where it claims to be."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from bundle.phantom import shapes
-from bundle.phantom.intensity import smooth_noise
-from bundle.phantom.shapes import Grid, block_mean, coverage, supersampled_mask
+from bundle.data.phantom import shapes
+from bundle.data.phantom.intensity import smooth_noise
+from bundle.data.phantom.shapes import Grid, block_mean, coverage, supersampled_mask
 
 ANISO = (1.0, 1.0, 3.0)  # x, y, z in mm: thick slices, like LGE
 

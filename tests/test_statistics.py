@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bundle.statistics import bland_altman, mean_sd, pearson, summarize
+from bundle.evaluation.statistics import bland_altman, mean_sd, pearson, summarize
 
 
 def test_mean_sd_skips_nan_and_counts():

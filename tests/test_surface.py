@@ -10,7 +10,7 @@ from skimage.io import imread
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOLegacy import vtkPolyDataReader
 
-from bundle.surface import (
+from bundle.quantification.surface import (
     SCAR_COLOUR,
     index_to_world,
     la_mesh,
@@ -152,9 +152,9 @@ def test_empty_mask_is_a_clear_error():
 def test_real_crop_with_manual_masks(carma_dir, tmp_path):
     """The CARMA crop (real LGE, manual LA and the toolkit's scar): the surface map through quantify_folder with the
     image, the wall's scar brighter on the surface than the healthy wall, and the check names the cut-off veins."""
-    from bundle.io import read_image
-    from bundle.predictions import write_prediction
-    from bundle.quantification import quantify_folder
+    from bundle.data.io import read_image
+    from bundle.data.predictions import write_prediction
+    from bundle.quantification.folder import quantify_folder
 
     image = read_image(carma_dir / "autoscar-data.nrrd")
     endo, wall, scar = (sitk.GetArrayFromImage(read_image(carma_dir / name)) > 0 for name in (
@@ -178,7 +178,7 @@ def test_benchmark_surface_script(tmp_path):
     import sys
     from pathlib import Path
 
-    from bundle.predictions import write_prediction
+    from bundle.data.predictions import write_prediction
 
     ref, label, *_ = sphere()
     write_prediction(tmp_path / "pred", "ball", label > 0, label == 2, ref)

@@ -1,4 +1,4 @@
-"""bundle.toolkit: the Cardiac MRI Toolkit's wall and scar rules reproduce its baselines voxel for voxel."""
+"""bundle.data.toolkit: the Cardiac MRI Toolkit's wall and scar rules reproduce its baselines voxel for voxel."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundle.io import read_image
-from bundle.toolkit import (
+from bundle.data.io import read_image
+from bundle.data.toolkit import (
     DILATION_RADIUS_VOXELS,
     KMEANS_K,
     axial_dilate,

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from bundle.datasets import LabelToTargetsd, label_to_targets, training_slices, validation_volumes
-from bundle.losses import UncertaintyWeightedLoss, discriminator_loss, feature_matching_loss
+from bundle.inference.postprocess import postprocess
 from bundle.networks import CascadeNet, JointDiscriminator
-from bundle.postprocess import postprocess
-from bundle.preprocessing import cache_key, load_split, normalize, preprocess_case, preprocessed
-from bundle.trainer import JasGanTrainer, logged_values
-from bundle.workflow import export_torchscript, load_weights
+from bundle.networks.weights import load_weights
+from bundle.preprocessing.cache import cache_key, load_split, preprocess_case, preprocessed
+from bundle.preprocessing.image import normalize
+from bundle.training.datasets import LabelToTargetsd, label_to_targets, training_slices, validation_volumes
+from bundle.training.export import export_torchscript
+from bundle.training.losses import UncertaintyWeightedLoss, discriminator_loss, feature_matching_loss
+from bundle.training.trainer import JasGanTrainer, logged_values
 
 WIDTHS = (4, 8, 16)
 
@@ -143,7 +145,7 @@ def test_training_slices_are_whole_slices_with_the_near_box():
 def test_sampling_map_classes_and_patch_centres():
     from monai.transforms import RandCropByLabelClassesd
 
-    from bundle.datasets import SamplingMapd
+    from bundle.training.datasets import SamplingMapd
 
     item = training_slices([_case()], patch_size=(16, 16))[2]
     sampled = SamplingMapd("label")(item)["sampling"]
@@ -201,7 +203,7 @@ def _plan(spacing=(2.0, 2.0)) -> dict:
 
 
 def test_preprocess_resamples_in_plane_only():
-    from bundle.case import Case
+    from bundle.data.case import Case
 
     c = _case()
     case = Case(image=c["image"], label=c["label"], spacing=(1.0, 1.0, 2.0))
@@ -225,7 +227,7 @@ def test_cache_is_reused_and_keyed_by_plan(tiny_dataset, tmp_path):
     assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, again))
     edited = json.loads(json.dumps(plan))
     edited["decisions"]["normalization"]["value"]["clip"] = True
-    from bundle.layouts import read_dataset
+    from bundle.data.layouts import read_dataset
 
     record = read_dataset(root, "datalist")[0]
     assert cache_key(plan, record) != cache_key(edited, record)
@@ -234,7 +236,7 @@ def test_cache_is_reused_and_keyed_by_plan(tiny_dataset, tmp_path):
 
 
 def test_damaged_cache_entry_is_rebuilt(tiny_dataset, tmp_path):
-    from bundle.layouts import read_dataset
+    from bundle.data.layouts import read_dataset
 
     root, plan = tiny_dataset
     record = read_dataset(root, "datalist")[0]
@@ -305,8 +307,8 @@ def test_training_patches_are_z_scored_with_the_moments_of_the_las_roi():
     """Stage 2 trains on what it sees at inference: the scan z-scored with the moments of stage 1's ROI."""
     import torch
 
-    from bundle.datasets import RoiNormalized
-    from bundle.roi import label_roi, roi_normalized
+    from bundle.preprocessing.roi import label_roi, roi_normalized
+    from bundle.training.datasets import RoiNormalized
 
     case = _case()
     case["image"][:, :, 44:] = 1000.0  # something bright far from the LA (outside the ROI) must not matter
@@ -321,7 +323,7 @@ def test_training_patches_are_z_scored_with_the_moments_of_the_las_roi():
 
 
 def test_postprocess_on_the_las_box_equals_postprocess_on_the_whole_volume():
-    from bundle.postprocess import postprocess_box
+    from bundle.inference.postprocess import postprocess_box
 
     rng = np.random.default_rng(1)
     pred = torch.zeros(2, 8, 40, 40)
@@ -339,7 +341,7 @@ def test_postprocess_on_the_las_box_equals_postprocess_on_the_whole_volume():
 
 
 def test_amp_is_ignored_on_a_cpu_with_a_warning(caplog):
-    from bundle.workflow import mixed_precision
+    from bundle.training.trainer import mixed_precision
 
     with caplog.at_level("WARNING"):
         assert mixed_precision(True, "cpu") is False

@@ -214,7 +214,7 @@ def test_mlflow_tracking_logs_config_losses_metrics_and_models(tmp_path):
 
 
 def test_the_multi_gpu_overlay_outside_torchrun_says_how_to_launch_it(monkeypatch):
-    from bundle.distributed import init_process_group
+    from bundle.training.distributed import init_process_group
 
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)

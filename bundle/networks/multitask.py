@@ -3,7 +3,7 @@
 A 2D U-Net segments the LA; a classification branch on the encoder's features after the 4th max-pool
 (spatial pyramid pooling, fully connected layers, dropout 0.5) tells pre- from post-ablation slices.
 The loss is L = L_S + lambda L_C (pixel-wise cross-entropy plus sigmoid cross-entropy, lambda = 1,
-Sec. 2.1 of that paper; :class:`bundle.multitask.MultiTaskLoss`). The classification only regularises
+Sec. 2.1 of that paper; :class:`bundle.training.multitask.MultiTaskLoss`). The classification only regularises
 training: inference uses the segmentation alone.
 """
 

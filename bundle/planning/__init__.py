@@ -5,7 +5,7 @@ dataset statistics), ``decisions`` (target spacing, patch, batch, normalisation,
 with the rule of :mod:`bundle.planning.rules` that set it and why) and ``split``.
 """
 
-from bundle.io import orientation_code
+from bundle.data.io import orientation_code
 from bundle.planning.fingerprint import fingerprint_case, fingerprint_dataset, label_sha1
 from bundle.planning.planner import decision_values, load_plan, make_plan, plan_decisions, save_plan
 from bundle.planning.split import split_patients

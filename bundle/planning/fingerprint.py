@@ -1,6 +1,6 @@
 """Dataset fingerprint: what the planner needs to know about every scan, as JSON-able numbers.
 
-``fingerprint_case`` reads one :class:`~bundle.case.Case` (geometry, intensities, LA size and
+``fingerprint_case`` reads one :class:`~bundle.data.case.Case` (geometry, intensities, LA size and
 position, scar burden, a hash of the label map); ``fingerprint_dataset`` folds an iterable of cases
 into per-scan records plus a dataset summary, touching each case once and keeping no image.
 
@@ -18,17 +18,17 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from bundle.case import ABLATION_STATES, Case
+from bundle.data.case import ABLATION_STATES, Case
+from bundle.data.io import orientation_code
+from bundle.data.labels import SCAR
+from bundle.data.wall import scar_burden, wall_radius_voxels
 from bundle.errors import DatasetError
-from bundle.io import orientation_code
-from bundle.labels import SCAR
 from bundle.planning.rules import (
     FINGERPRINT_SEED,
     IMAGE_SAMPLES_PER_CASE,
     INTENSITY_PERCENTILES,
     LA_SAMPLES_PER_CASE,
 )
-from bundle.wall import scar_burden, wall_radius_voxels
 
 AXES = ("x", "y", "z")
 
@@ -194,7 +194,7 @@ def fingerprint_case(case: Case) -> dict:
     per-volume z-scoring); ``la_voxels``, ``la_ml``, ``la_extent_mm`` (bounding-box size along x,
     y, z in mm), ``la_extent_in_plane_mm`` (max of x and y), ``la_centre_voxel`` (centroid, x, y, z),
     ``la_bbox_voxel`` ({min, max} in x, y, z), ``la_slices`` (axial slices with LA),
-    ``scar_voxels``, ``scar_percent`` (of the derived wall, :func:`bundle.wall.scar_burden`),
+    ``scar_voxels``, ``scar_percent`` (of the derived wall, :func:`bundle.data.wall.scar_burden`),
     ``wall_ml``, ``scar_ml`` and ``label_sha1``.
     """
     return _fingerprint(case)[0]

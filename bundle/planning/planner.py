@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bundle.atomic import atomic_write_text
-from bundle.case import Case
+from bundle.data.case import Case
 from bundle.errors import DatasetError
 from bundle.planning import rules as R
 from bundle.planning.fingerprint import fingerprint_dataset

@@ -7,9 +7,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from bundle.case import Case
+from bundle.data.case import Case
+from bundle.data.layouts import label_protocol, load_case, read_dataset
 from bundle.errors import DatasetError
-from bundle.layouts import label_protocol, load_case, read_dataset
 from bundle.planning.planner import make_plan, save_plan
 
 logger = logging.getLogger(__name__)

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from bundle.case import ABLATION_STATES
+from bundle.data.case import ABLATION_STATES
+from bundle.data.layouts import read_dataset
+from bundle.errors import DatasetError
 from bundle.planning.rules import SPLIT_RULE
+
+SPLITS = ("train", "validation", "test")
+"""The plan's splits, in order."""
 
 
 class _UnionFind:
@@ -203,3 +209,19 @@ def split_patients(
         "val_fraction": val_fraction,
         "rule": SPLIT_RULE,
     }
+
+
+def split_records(plan: dict, split: str, dataset_dir: str | Path, layout: str, csv: str | None = None) -> list[dict]:
+    """The dataset's records of ``split`` (``train``, ``validation``, ``test``) of the plan, in plan order.
+
+    Raises:
+        DatasetError: a scan named by the plan is not in the dataset.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    by_scan = {r["scan"]: r for r in read_dataset(dataset_dir, layout, csv=csv)}
+    names = plan["split"][split]
+    missing = [s for s in names if s not in by_scan]
+    if missing:
+        raise DatasetError(dataset_dir, f"scans of the plan's {split} split are missing: {missing[:5]}")
+    return [by_scan[s] for s in names]

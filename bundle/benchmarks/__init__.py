@@ -1,0 +1,1 @@
+"""Timing and memory of each stage (``jasgan-benchmark <planning|training|inference|backends|dicom|surface>``)."""

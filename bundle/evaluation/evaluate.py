@@ -1,0 +1,218 @@
+"""Evaluate a prediction folder against a dataset's labels: per-case metrics, scar burden, summary, plots.
+
+What the JAS-GAN paper reports (Section IV-C, Table I, Figures 3-5, 9, 10): for LA and scar the
+metrics of :mod:`bundle.evaluation.metrics`; the scar volume and scar % of the LA wall of prediction and ground
+truth (each from its own LA's wall, :func:`bundle.data.wall.scar_burden`); mean +- SD per pre-ablation,
+post-ablation and all scans; Pearson r and Bland-Altman agreement of the scar volume and scar %.
+
+Outputs in ``out_dir``: ``metrics.csv`` (a row per case), ``summary.json``, and PNG plots
+(``scar_volume.png``, ``scar_percent.png``, ``overlay_best_<scan>.png``, ``overlay_worst_<scan>.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bundle.atomic import atomic_write_text
+from bundle.batch import json_safe, rows_to_csv, run_batch
+from bundle.data.case import Case
+from bundle.data.io import axial_array
+from bundle.data.labels import la_mask, scar_mask
+from bundle.data.layouts import load_case
+from bundle.data.predictions import read_prediction
+from bundle.evaluation.metrics import METRICS, segmentation_metrics
+from bundle.evaluation.statistics import GROUPS, bland_altman, group_members, pearson, spearman, summarize
+from bundle.inference.localizer import NO_LA
+from bundle.preprocessing.roi import Roi
+from bundle.quantification.burden import quantify
+from bundle.quantification.qc import OK
+
+logger = logging.getLogger(__name__)
+
+STRUCTURES = {"la": la_mask, "scar": scar_mask}
+"""Evaluated structures and how each is taken from a label map (0/1/2)."""
+
+METRIC_COLUMNS = tuple(f"{s}_{m}" for s in STRUCTURES for m in METRICS)
+"""Per-case metric columns of ``metrics.csv``: ``la_dsc`` ... ``scar_usr``."""
+
+QUANTITIES = {"scar_volume": ("scar_ml", "ml"), "scar_percent": ("scar_percent", "% of LA wall")}
+"""Scar burden quantities compared between prediction and ground truth (Figures 9, 10): key, unit."""
+
+CASE_FIELDS = ("scan", "patient", "ablation", "status")
+STAGE_COLUMNS = ("stage1", "roi_recall")
+"""What stage 1 did for the case (``found``, ``crop``, ``none``) and the share of the true LA inside its ROI."""
+QC_COLUMNS = ("qc_score", "qc")
+"""The inference report's quality check, carried into ``metrics.csv`` (:mod:`bundle.quantification.qc`, :mod:`bundle.quantification.quality`)."""
+
+WORST_SHARE = 0.1
+"""The quality check is judged on how many of the worst tenth of the scans by Dice it flags."""
+
+RANK_METRIC = "scar_dsc"
+"""Metric that picks the best and the worst case for the overlay figures."""
+
+
+def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case) -> dict[str, float]:
+    """Metrics of LA and scar and the scar burden of ground truth (``gt_``) and prediction (``pred_``), two
+    label maps on ``case``'s grid."""
+    row: dict[str, float] = {}
+    for name, mask in STRUCTURES.items():
+        values = segmentation_metrics(mask(pred), mask(truth), case.spacing)
+        row.update({f"{name}_{k}": v for k, v in values.items()})
+    for prefix, label in (("gt", truth), ("pred", pred)):
+        row.update({f"{prefix}_{k}": v for k, v in quantify(label, case).items()})
+    return row
+
+
+def inference_rows(prediction_dir: str | Path) -> dict[str, dict]:
+    """The rows of the inference ``report.json`` beside a prediction folder, by scan (empty when there is none,
+    e.g. for a baseline's folder)."""
+    path = Path(prediction_dir) / "report.json"
+    if not path.is_file():
+        return {}
+    try:
+        return {str(r.get("scan")): r for r in json.loads(path.read_text(encoding="utf-8")).get("scans", [])}
+    except (json.JSONDecodeError, OSError, AttributeError) as err:
+        logger.warning("ignoring the unreadable inference report %s: %s", path, err)
+        return {}
+
+
+def roi_recall(row: Mapping, label: np.ndarray) -> float:
+    """Share of the true LA voxels of ``label`` (z, y, x) inside the ROI of an inference report row (its
+    ``roi_start``/``roi_stop`` are x, y, z voxel ranges of the same scan); NaN without a ROI in the row."""
+    la = np.asarray(label) > 0
+    if row.get("status") == NO_LA:
+        return 1.0 if not la.any() else 0.0
+    start, stop = row.get("roi_start"), row.get("roi_stop")
+    if not start or not stop:
+        return float("nan")
+    return Roi(tuple(int(v) for v in start[::-1]), tuple(int(v) for v in stop[::-1])).recall(la)
+
+
+def _agreement_of(truth: Sequence[float], pred: Sequence[float]) -> dict:
+    """Pearson r (with the regression line) and Bland-Altman of one series pair; None with the reason when
+    it cannot be computed (too few cases, a constant series)."""
+    entry: dict = {"n": len(truth)}
+    for stat, function in (("pearson", pearson), ("bland_altman", bland_altman)):
+        try:
+            value = function(truth, pred)
+        except ValueError as err:
+            value, entry[f"{stat}_error"] = None, str(err)
+        entry[stat] = value
+    return entry
+
+
+def agreement(rows: Sequence[Mapping], group_key: str = "ablation") -> dict[str, dict]:
+    """Per scar quantity, ``{"unit", "pre", "post", "all"}``: Pearson r with the regression line and
+    Bland-Altman bias and limits of prediction against truth in each group (Figures 9 and 10 show
+    pre- and post-ablation apart)."""
+    out = {}
+    for name, (key, unit) in QUANTITIES.items():
+        out[name] = {"unit": unit}
+        for group in GROUPS:
+            members = group_members(rows, group, group_key)
+            truth = [float(r[f"gt_{key}"]) for r in members]
+            pred = [float(r[f"pred_{key}"]) for r in members]
+            out[name][group] = _agreement_of(truth, pred)
+    return out
+
+
+def evaluate_predictions(
+    prediction_dir: str | Path, records: Sequence[Mapping], out_dir: str | Path, plots: bool = True,
+    meta: Mapping | None = None,
+) -> dict:
+    """Evaluate ``<prediction_dir>/<scan>/`` against each dataset record's labels; write the outputs.
+
+    A case whose labels or prediction cannot be read is a ``failed`` row of ``metrics.csv`` and is
+    left out of the summary. Returns the summary (also written as ``summary.json``).
+    """
+    out_dir = Path(out_dir)
+    inference = inference_rows(prediction_dir)
+
+    def process(record: Mapping) -> dict:
+        case = load_case(dict(record))
+        done = inference.get(record["scan"], {})
+        if done.get("status") == NO_LA:  # stage 1 found no LA: scored as an empty prediction, not left out
+            pred = np.zeros(case.label.shape, np.uint8)
+        else:
+            pred = read_prediction(prediction_dir, record["scan"], case, record["image"])
+        stage = {"stage1": done.get("stage1", ""), "roi_recall": roi_recall(done, case.label)}
+        qc = {"qc_score": _number(done.get("qc_score")), "qc": done.get("qc", "")}
+        return {"patient": case.patient, "ablation": case.ablation, **stage, **qc,
+                **evaluate_case(case.label, pred, case)}
+
+    rows = run_batch(records, process, what="evaluation")
+    burden = tuple(f"{p}_{k}" for p in ("gt", "pred") for k in ("la_ml", "wall_ml", "scar_ml", "scar_percent"))
+    atomic_write_text(out_dir / "metrics.csv",
+                      rows_to_csv(rows, CASE_FIELDS + METRIC_COLUMNS + STAGE_COLUMNS + QC_COLUMNS + burden))
+    ok = [r for r in rows if r["status"] == "ok"]
+    summary = {
+        "meta": {"predictions": str(prediction_dir), **(meta or {})},
+        "n_cases": len(rows),
+        "n_failed": len(rows) - len(ok),
+        "failed": {r["scan"]: r.get("error", "") for r in rows if r["status"] != "ok"},
+        "metrics": summarize(ok, METRIC_COLUMNS + ("roi_recall",) + tuple(f"{p}_{k}" for p in ("gt", "pred")
+                                                                          for k, _ in QUANTITIES.values())),
+        "roi_recall_min": min((r["roi_recall"] for r in ok if math.isfinite(r["roi_recall"])), default=None),
+        "no_la": [r["scan"] for r in ok if r.get("stage1") == "none"],
+        "agreement": agreement(ok) if ok else {},
+        "quality_check": quality_ranking(ok),
+    }
+    atomic_write_text(out_dir / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
+    if plots and ok:
+        from bundle.evaluation import plots as figures  # matplotlib only when plots are asked for
+
+        figures.agreement_figures(ok, summary["agreement"], out_dir, QUANTITIES)
+        by_scan = {r["scan"]: r for r in records}
+        for tag, row in extreme_cases(ok).items():
+            case = load_case(dict(by_scan[row["scan"]]))
+            pred = read_prediction(prediction_dir, row["scan"], case, by_scan[row["scan"]]["image"])
+            image, truth, pred = (axial_array(a, case) for a in (case.image, case.label, pred))
+            figures.overlay_figure(image, truth, pred, out_dir / f"overlay_{tag}_{row['scan']}.png",
+                                   f"{tag} case {row['scan']}: LA DSC {row['la_dsc']:.3f}, scar DSC "
+                                   f"{row['scar_dsc']:.3f}")
+    logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, scar DSC %.3f", len(rows), len(rows) - len(ok),
+                out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], summary["metrics"]["all"]["scar_dsc"]["mean"])
+    return summary
+
+
+def _number(value: object) -> float:
+    """A report value as a float (None, empty and text as NaN)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def quality_ranking(rows: Sequence[Mapping], worst_share: float = WORST_SHARE) -> dict:
+    """Whether the quality check finds the bad segmentations: per structure (LA, scar), Spearman's rho of ``qc_score``
+    with the Dice, and of the worst ``worst_share`` of the scans by that Dice (k scans, at least one) how many are
+    among the k lowest by ``qc_score`` (a threshold-free view of "ranks bad segmentations low") and how many have
+    any ``qc`` reason."""
+    scores = [_number(r.get("qc_score")) for r in rows]
+    scored = sorted((i for i in range(len(rows)) if math.isfinite(scores[i])), key=lambda i: scores[i])
+    out: dict = {"worst_share": worst_share, "n": len(rows), "n_scored": len(scored),
+                 "flagged": sum(r.get("qc", OK) not in (OK, "") for r in rows)}
+    for structure in ("la", "scar"):
+        dice = [_number(r.get(f"{structure}_dsc")) for r in rows]
+        ranked = sorted((i for i in range(len(rows)) if math.isfinite(dice[i])), key=lambda i: dice[i])
+        worst = ranked[: max(1, math.ceil(worst_share * len(ranked)))] if ranked else []
+        lowest = set(scored[: len(worst)])
+        out[structure] = {
+            "spearman_qc_score_dice": spearman(scores, dice),
+            "worst": [rows[i]["scan"] for i in worst],
+            "worst_lowest_qc_score": sum(i in lowest for i in worst) if scored else None,  # None: no qc_score
+            "worst_flagged": sum(rows[i].get("qc", OK) not in (OK, "") for i in worst),
+        }
+    return out
+
+
+def extreme_cases(rows: Sequence[Mapping], metric: str = RANK_METRIC) -> dict[str, Mapping]:
+    """The ``best`` and ``worst`` rows by ``metric`` (NaN last); one entry when there is one case."""
+    ranked = sorted(rows, key=lambda r: -float(r[metric]) if math.isfinite(float(r[metric])) else math.inf)
+    return {"best": ranked[0], "worst": ranked[-1]} if len(ranked) > 1 else {"best": ranked[0]}

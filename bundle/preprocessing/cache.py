@@ -1,0 +1,121 @@
+"""Apply a plan to scans once: in-plane resampling and normalisation, cached on disk per plan.
+
+Training reads every volume many times; decoding ``.nii.gz``, resampling and z-scoring happen here
+once and the result is kept as ``.npz`` under ``<cache_dir>/<plan name>/``. Each file's name
+carries a key made of the plan's preprocessing decisions and the source files' size and mtime, so
+editing the plan or replacing a scan makes a new entry instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from bundle.atomic import atomic_path
+from bundle.data.case import Case
+from bundle.data.layouts import LABEL_KEYS, load_case
+from bundle.planning.split import split_records
+from bundle.preprocessing.image import preprocess_image, resample_in_plane
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 2
+"""Bump when the preprocessing code changes what it writes."""
+
+
+def preprocessing_decisions(plan: dict) -> dict:
+    """The plan's decisions that change preprocessed arrays (the cache key's plan part)."""
+    decisions = plan["decisions"]
+    norm = decisions["normalization"]["value"]
+    return {
+        "version": CACHE_VERSION,
+        "target_spacing": decisions["target_spacing"]["value"],
+        "normalization": {k: norm.get(k) for k in ("scheme", "epsilon", "clip", "clip_bounds_zscore")},
+        "resampling": decisions["resampling"]["value"],
+    }
+
+
+def cache_key(plan: dict, record: dict) -> str:
+    """12 hex digits naming ``record``'s preprocessed file under ``plan``."""
+    files = {}
+    for key in ("image", *LABEL_KEYS):
+        if record.get(key):
+            stat = Path(record[key]).stat()
+            files[key] = [str(Path(record[key]).resolve()), stat.st_size, stat.st_mtime_ns]
+    text = json.dumps({"plan": preprocessing_decisions(plan), "files": files}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def preprocess_case(case: Case, plan: dict) -> dict:
+    """Resample ``case`` in-plane to the plan's spacing and normalise it; returns arrays and metadata."""
+    image, spacing = preprocess_image(case.image, case.spacing, plan)
+    label = case.label
+    if tuple(spacing) != tuple(float(s) for s in case.spacing):
+        label = resample_in_plane(label.astype(np.uint8), case.spacing, spacing[:2], sitk.sitkNearestNeighbor)
+    return {
+        "image": image,
+        "label": label.astype(np.uint8),
+        "spacing": np.asarray(spacing, dtype=np.float64),
+    }
+
+
+def _load_npz(path: Path) -> dict:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def cache_path(record: dict, plan: dict, cache_dir: str | Path) -> Path:
+    """Where ``record`` preprocessed under ``plan`` is cached."""
+    return Path(cache_dir) / plan["name"] / f"{record['scan']}-{cache_key(plan, record)}.npz"
+
+
+def preprocessed(record: dict, plan: dict, cache_dir: str | Path | None, write_cache: bool = True) -> dict:
+    """``record`` preprocessed under ``plan``: read from the cache when present, else computed (and cached
+    unless ``write_cache`` is False).
+
+    Returns ``image`` (float32, (z, y, x)), ``label`` (uint8, 0/1/2), ``spacing`` (x, y, z mm) and
+    the record's ``scan``, ``patient`` and ``ablation``.
+    """
+    meta = {k: record.get(k, "") for k in ("scan", "patient", "ablation")}
+    path = None
+    if cache_dir is not None:
+        path = cache_path(record, plan, cache_dir)
+        if path.is_file():
+            try:
+                return {**_load_npz(path), **meta}
+            except (OSError, ValueError, KeyError) as err:  # a damaged cache entry is rebuilt, not fatal
+                logger.warning("rebuilding damaged cache entry %s (%s)", path, err)
+    arrays = preprocess_case(load_case(record), plan)
+    if path is not None and write_cache:
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+    return {**arrays, **meta}
+
+
+def load_split(
+    plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path | None = None,
+    csv: str | None = None, write_cache: bool = True,
+) -> list[dict]:
+    """Preprocess (or read from the cache) every scan of a split of the plan; ``write_cache=False`` never
+    writes (scans missing from the cache are preprocessed in memory)."""
+    records = split_records(plan, split, dataset_dir, layout, csv)
+    cases = []
+    for i, record in enumerate(records, 1):
+        cases.append(preprocessed(record, plan, cache_dir, write_cache))
+        logger.info("preprocessed %s scan %d/%d: %s", split, i, len(records), record["scan"])
+    return cases
+
+
+def cache_split(plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path) -> int:
+    """Write the cache entries of a split that are missing (without reading those present); returns how many."""
+    records = split_records(plan, split, dataset_dir, layout)
+    missing = [r for r in records if not cache_path(r, plan, cache_dir).is_file()]
+    for i, record in enumerate(missing, 1):
+        preprocessed(record, plan, cache_dir)
+        logger.info("cached %s scan %d/%d: %s", split, i, len(missing), record["scan"])
+    return len(missing)
