@@ -8,6 +8,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+"""The bundle root: commands run from here."""
+
+TINY_SHAPE_ZYX = (12, 64, 64)
+TINY_SPACING = (2.0, 2.0, 4.0)  # (x, y, z) mm
+TINY_ORIGIN = (-12.5, 30.25, 7.0)
+"""A small grid of the ``tiny`` phantom's size and spacing, at an arbitrary origin (image and layout tests)."""
+
+MICCAI_SPACING = (0.625, 0.625, 2.5)
+"""The MICCAI 2018 scans' spacing (x, y, z) mm (inference and evaluation tests)."""
 
 
 def carma_path() -> Path:

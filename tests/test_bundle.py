@@ -11,18 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import REPO
 
 from bundle.data.io import read_image, same_geometry
 from bundle.planning.planner import load_plan
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO.parent / "shared" / "monai" / "meta_schema_20240725.json"
 
 
-def test_configs_metadata_is_the_top_level_file():
-    link = REPO / "configs" / "metadata.json"
-    assert link.resolve() == (REPO / "metadata.json").resolve(), "configs/metadata.json must point at metadata.json"
-    meta = json.loads(link.read_text())
+def test_configs_metadata_is_a_copy_of_the_top_level_file():
+    """metadata.json is the one to edit; configs/metadata.json (where Model Zoo tools look) is a plain copy of it, not
+    a symlink (symlinks break on some systems and archives): ``cp metadata.json configs/metadata.json``."""
+    copy = REPO / "configs" / "metadata.json"
+    assert not copy.is_symlink()
+    assert copy.read_bytes() == (REPO / "metadata.json").read_bytes(), "run: cp metadata.json configs/metadata.json"
+    meta = json.loads(copy.read_text())
     assert meta["network_data_format"]["outputs"]["pred"]["num_channels"] == 2
 
 

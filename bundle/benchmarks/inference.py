@@ -1,6 +1,6 @@
 """Time whole-scan inference through both stages: seconds and peak memory per scan, and where the time goes.
 
-Used by ``scripts/benchmark_inference.py``. One whole phantom scan (576 x 576 x 44 at 0.625 x 0.625 x 2.5 mm by
+``jasgan-benchmark inference``. One whole phantom scan (576 x 576 x 44 at 0.625 x 0.625 x 2.5 mm by
 default) is written as NIfTI; each repeat reads it, runs :class:`bundle.inference.segmenter.Segmenter` (stage 1 on the coarse
 copy, stage 2 on the ROI, resampling, post-processing) and writes the masks and the scar report values, as a user's
 run does. With random weights a localiser finds nothing meaningful, so stage 1 runs its network (its cost counts)
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bundle.benchmarks.presets import WHOLE_SCAN_ZYX, preset
 from bundle.data.io import read_image, write_image
 from bundle.data.predictions import write_prediction
 from bundle.inference.localizer import Localizer, Location
@@ -33,20 +34,6 @@ from bundle.planning.planner import load_plan, plan_decisions
 from bundle.preprocessing.roi import roi_from_box
 from bundle.quantification.burden import quantify
 from bundle.quantification.qc import OK
-
-
-def _widths(profile: str) -> tuple[int, ...]:
-    prof = rules.PROFILES[profile]
-    return tuple(min(prof["base_width"] * 2**i, prof["max_width"]) for i in range(rules.MAX_POOLINGS + 1))
-
-
-PRESETS: dict[str, dict] = {
-    name: {"shape_zyx": (44, 576, 576), "gl_widths": _widths(name), "gs_width": rules.PROFILES[name]["gs_width"],
-           "lstm_channels": rules.PROFILES[name]["lstm_channels"], "profile": name}
-    for name in ("paper", "cpu")
-}
-"""The planner's two profiles on a whole MICCAI 2018-size scan: ``paper`` (Gl 32..512, Gs and Ga 32) and ``cpu``
-(Gl 16..128, Gs and Ga 16)."""
 
 
 def peak_memory_mb() -> float:
@@ -86,12 +73,12 @@ class FixedRoiLocalizer(Localizer):
 
 
 def time_scans(
-    shape_zyx: Sequence[int] = (44, 576, 576),
+    profile: str = rules.DEFAULT_PROFILE,
+    shape_zyx: Sequence[int] = WHOLE_SCAN_ZYX,
     spacing: Sequence[float] = (0.625, 0.625, 2.5),
-    gl_widths: Sequence[int] = PRESETS["paper"]["gl_widths"],
-    gs_width: int = 32,
-    lstm_channels: int = 32,
-    profile: str = "paper",
+    gl_widths: Sequence[int] | None = None,
+    gs_width: int | None = None,
+    lstm_channels: int | None = None,
     plan_file: str | Path = "plans/phantom.json",
     model_file: str | None = None,
     localizer_file: str | None = None,
@@ -103,7 +90,12 @@ def time_scans(
     device: str | None = None,
 ) -> dict:
     """Median seconds per whole scan (read, both stages, write; after ``warmup``), its phases, the ROI, the peak
-    memory and the settings. The plan's decisions are re-derived for ``profile`` from ``plan_file``'s fingerprint."""
+    memory and the settings. The plan's decisions are re-derived for ``profile`` from ``plan_file``'s fingerprint;
+    the network's widths are the profile's (:func:`~bundle.benchmarks.presets.preset`) unless given."""
+    sizes = preset(profile)
+    gl_widths = sizes["gl_widths"] if gl_widths is None else gl_widths
+    gs_width = sizes["gs_width"] if gs_width is None else gs_width
+    lstm_channels = sizes["lstm_channels"] if lstm_channels is None else lstm_channels
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     plan = dict(load_plan(plan_file))
     plan["decisions"] = plan_decisions(plan["fingerprint"], profile)

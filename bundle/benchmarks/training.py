@@ -1,6 +1,6 @@
 """Time JAS-GAN training iterations (one T step + one Gls step) for a network size and patch size.
 
-Used by ``scripts/benchmark_training.py``; random data of the patch size, so only compute is timed.
+``jasgan-benchmark training``; random data of the patch size, so only compute is timed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from collections.abc import Sequence
 
 import torch
 
+from bundle.benchmarks.presets import preset
 from bundle.networks import CascadeNet, JointDiscriminator
+from bundle.planning import rules
 from bundle.training.losses import UncertaintyWeightedLoss
 from bundle.training.trainer import JasGanTrainer
 
@@ -25,11 +27,12 @@ def _batch(batch_size: int, patch: Sequence[int], device: torch.device) -> dict:
 
 
 def time_iterations(
-    patch: Sequence[int] = (256, 256),
-    batch_size: int = 8,
-    gl_widths: Sequence[int] = (32, 64, 128, 256, 512),
-    gs_width: int = 32,
-    lstm_channels: int = 32,
+    profile: str = rules.DEFAULT_PROFILE,
+    patch: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    gl_widths: Sequence[int] | None = None,
+    gs_width: int | None = None,
+    lstm_channels: int | None = None,
     cascade: str = "adaptive",
     discriminator: bool = True,
     iterations: int = 5,
@@ -41,8 +44,14 @@ def time_iterations(
     """Median seconds per training iteration (after ``warmup``) and the sizes it was measured with.
 
     ``amp`` runs the trainer's mixed-precision path in ``amp_dtype`` on any device (training configs enable it
-    on CUDA only; this measures what it would cost elsewhere too).
+    on CUDA only; this measures what it would cost elsewhere too). Sizes not given are the ``profile``'s
+    (:func:`~bundle.benchmarks.presets.preset`).
     """
+    given = {"patch": patch, "batch_size": batch_size, "gl_widths": gl_widths, "gs_width": gs_width,
+             "lstm_channels": lstm_channels}
+    sizes = {**preset(profile), **{k: v for k, v in given.items() if v is not None}}
+    patch, batch_size, gl_widths = tuple(sizes["patch"]), int(sizes["batch_size"]), tuple(sizes["gl_widths"])
+    gs_width, lstm_channels = int(sizes["gs_width"]), int(sizes["lstm_channels"])
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     net = CascadeNet(1, gl_widths, gs_width, cascade, lstm_channels).to(dev)
     loss = UncertaintyWeightedLoss().to(dev)
@@ -64,7 +73,7 @@ def time_iterations(
             times.append(time.perf_counter() - start)
     times.sort()
     return {
-        "device": str(dev), "threads": torch.get_num_threads(), "patch": list(patch), "batch_size": batch_size,
+        "profile": profile, "device": str(dev), "threads": torch.get_num_threads(), "patch": list(patch), "batch_size": batch_size,
         "gl_widths": list(gl_widths), "gs_width": gs_width, "lstm_channels": lstm_channels, "cascade": cascade,
         "discriminator": discriminator, "amp": amp, "amp_dtype": amp_dtype if amp else "float32",
         "iterations": iterations,

@@ -196,7 +196,7 @@ def decide_network(patch: Sequence[int], profile: str = R.DEFAULT_PROFILE) -> di
         f"A {patch[0]}x{patch[1]} patch pools {poolings} times down to {size} px; "
         + (
             "the paper's widths."
-            if profile == "paper"
+            if profile == R.DEFAULT_PROFILE
             else f"the {profile!r} profile narrows the networks: {prof['description']}."
         ),
         bottleneck_px=size,
@@ -326,10 +326,10 @@ def make_plan(
     name: str,
     dataset: dict,
     label_protocol: dict,
-    seed: int = 0,
-    n_folds: int = 5,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.2,
+    seed: int = R.SPLIT_SEED,
+    n_folds: int = R.N_FOLDS,
+    test_fraction: float = R.TEST_FRACTION,
+    val_fraction: float = R.VAL_FRACTION,
     profile: str = R.DEFAULT_PROFILE,
 ) -> dict:
     """Fingerprint ``cases`` (iterated once, no image kept), decide, split; return the plan dict.
@@ -381,7 +381,7 @@ def load_plan(path: str | Path) -> dict:
     """Read a plan file; a :class:`DatasetError` naming the file if it is missing or malformed."""
     path = Path(path)
     if not path.is_file():
-        raise DatasetError(path, "plan file not found (run scripts/plan.py to create it)")
+        raise DatasetError(path, "plan file not found (run jasgan-plan to create it)")
     try:
         plan = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -396,7 +396,7 @@ def load_plan(path: str | Path) -> dict:
     if plan["version"] != PLAN_VERSION:
         why = " (it plans crop-only training, without the stage-1 localiser)" if plan["version"] == 1 else ""
         raise DatasetError(path, f"plan version {plan['version']!r} is not supported{why}: expected {PLAN_VERSION}; "
-                                 "re-run scripts/plan.py on the dataset")
+                                 "re-run jasgan-plan on the dataset")
     decisions = plan["decisions"]
     if not isinstance(decisions, dict):
         raise DatasetError(path, "plan 'decisions' must be an object")

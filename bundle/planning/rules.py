@@ -226,3 +226,15 @@ SPLIT_RULE = (
     "train + validation groups round-robin, stratum by stratum, into k folds"
 )
 """How ``split_patients`` splits, written into the plan."""
+
+SPLIT_SEED = 0
+"""Seed of the split's shuffle (a plan records the one it used)."""
+
+N_FOLDS = 5
+"""Cross-validation folds over train + validation, as nnU-Net."""
+
+TEST_FRACTION = 0.2
+"""Share of the patient groups held out for test ..."""
+
+VAL_FRACTION = 0.2
+"""... and for validation (the rest train)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from bundle.data.case import Case
 from bundle.data.layouts import label_protocol, load_case, read_dataset
 from bundle.errors import DatasetError
+from bundle.planning import rules
 from bundle.planning.planner import make_plan, save_plan
 
 logger = logging.getLogger(__name__)
@@ -30,11 +31,11 @@ def plan_dataset(
     name: str | None = None,
     out: str | Path | None = None,
     csv: str | None = None,
-    seed: int = 0,
-    n_folds: int = 5,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.2,
-    profile: str = "paper",
+    seed: int = rules.SPLIT_SEED,
+    n_folds: int = rules.N_FOLDS,
+    test_fraction: float = rules.TEST_FRACTION,
+    val_fraction: float = rules.VAL_FRACTION,
+    profile: str = rules.DEFAULT_PROFILE,
 ) -> dict:
     """Fingerprint the dataset at ``root`` and write ``plans/<name>.json`` (or ``out``).
 

@@ -19,7 +19,7 @@ import numpy as np
 from bundle.data.case import ABLATION_STATES
 from bundle.data.layouts import read_dataset
 from bundle.errors import DatasetError
-from bundle.planning.rules import SPLIT_RULE
+from bundle.planning.rules import N_FOLDS, SPLIT_RULE, SPLIT_SEED, TEST_FRACTION, VAL_FRACTION
 
 SPLITS = ("train", "validation", "test")
 """The plan's splits, in order."""
@@ -73,10 +73,10 @@ def _composition(states: set[str]) -> str:
 
 def split_patients(
     records: list[dict],
-    seed: int = 0,
-    n_folds: int = 5,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.2,
+    seed: int = SPLIT_SEED,
+    n_folds: int = N_FOLDS,
+    test_fraction: float = TEST_FRACTION,
+    val_fraction: float = VAL_FRACTION,
 ) -> dict:
     """Split scans into train / validation / test and k folds over train + validation.
 

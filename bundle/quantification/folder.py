@@ -1,4 +1,4 @@
-"""The scar report of a prediction folder made by any tool (``scripts/quantify.py``): burden, surface map, QC.
+"""The scar report of a prediction folder made by any tool (``jasgan-quantify``): burden, surface map, QC.
 
 The folder holds ``<scan>/la.nii.gz`` and ``<scan>/scar.nii.gz`` (:mod:`bundle.data.predictions`); manual masks laid out
 the same way work too. Each scan gets the volumes and scar % of the wall (:func:`bundle.quantification.burden.quantify`), its

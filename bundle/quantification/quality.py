@@ -5,7 +5,7 @@ per-pixel confidence map is high where a map looks like a manual label of that i
 the model as ``discriminator.ts``, :class:`bundle.networks.ConfidenceMap`) reads each ROI slice holding LA with the
 predicted [LA, scar] probabilities, exactly as it read the generator's output in training, and the score is its mean
 confidence over the predicted LA's pixels. Whether it ranks bad segmentations low is measured, not assumed
-(``scripts/qc_correlation.py``; README, "Quality check").
+(``jasgan-qc-correlation``; README, "Quality check").
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from bundle.data.layouts import read_dataset
 from bundle.data.phantom.dataset import is_complete, synthesize_dataset
 from bundle.errors import DatasetError
 from bundle.planning.planner import load_plan
+from bundle.planning.rules import DEFAULT_PROFILE
 from bundle.planning.run import plan_dataset
 from bundle.preprocessing.cache import cache_split
 from bundle.training.distributed import main_process_first
@@ -35,7 +36,7 @@ def prepare_data(
     plan_file: str | Path,
     layout: str = "datalist",
     phantom: dict | None = None,
-    planner_profile: str = "paper",
+    planner_profile: str = DEFAULT_PROFILE,
 ) -> dict:
     """Return the plan for ``dataset_dir``, synthesizing the phantom data and planning when missing.
 
@@ -66,7 +67,7 @@ def prepared_plan(dataset_dir: str | Path, plan_file: str | Path, layout: str = 
     if not dataset_dir.exists():
         raise DatasetError(dataset_dir, f"dataset folder not found (for the built-in phantoms: {PREPARE_COMMAND})")
     if not plan_file.is_file():
-        raise DatasetError(plan_file, f"plan not found; make it with: {PREPARE_COMMAND} (or scripts/plan.py)")
+        raise DatasetError(plan_file, f"plan not found; make it with: {PREPARE_COMMAND} (or jasgan-plan)")
     plan = load_plan(plan_file)
     planned = {c["scan"] for c in plan["fingerprint"]["cases"]} | {e["scan"] for e in plan.get("excluded", [])}
     on_disk = {r["scan"] for r in read_dataset(dataset_dir, layout)}
@@ -75,7 +76,7 @@ def prepared_plan(dataset_dir: str | Path, plan_file: str | Path, layout: str = 
         raise DatasetError(
             plan_file,
             f"plan does not match the scans in {dataset_dir} (planned but absent: {missing}, present but "
-            f"unplanned: {extra}); re-run scripts/plan.py or delete the plan",
+            f"unplanned: {extra}); re-run jasgan-plan or delete the plan",
         )
     return plan
 
@@ -85,7 +86,7 @@ def prepare(
     plan_file: str | Path,
     layout: str = "datalist",
     phantom: dict | None = None,
-    planner_profile: str = "paper",
+    planner_profile: str = DEFAULT_PROFILE,
     cache_dir: str | Path | None = None,
 ) -> dict:
     """The ``prepare`` run id: :func:`prepare_data`, then the preprocessing cache of :data:`PREPARED_SPLITS`.

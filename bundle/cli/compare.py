@@ -1,6 +1,6 @@
 """Compare methods' prediction folders on the same test split, in the layout of JAS-GAN's Tables IV and V.
 
-    python scripts/compare.py --methods '{"JAS-GAN": "eval/predictions", "2SD": "eval/baselines/2sd"}' \
+    jasgan-compare --methods '{"JAS-GAN": "eval/predictions", "2SD": "eval/baselines/2sd"}' \
         --la_methods JAS-GAN --dataset data/phantom --plan plans/phantom.json --out eval/comparison
 
 Each folder is evaluated against the dataset's labels (``<out>/<method>/metrics.csv``, ``summary.json``); the
@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 
-from _cli import run, setup_logging
-
+from bundle.cli import run, setup_logging
 from bundle.evaluation.comparison import PAPER_METRICS, compare_folders, format_table
 from bundle.planning.planner import load_plan
 from bundle.planning.split import split_records
@@ -46,14 +45,19 @@ def main(
         try:
             methods = json.loads(methods)
         except json.JSONDecodeError as err:
-            raise SystemExit(f"--methods must be a JSON object {{name: folder}}: {err}") from None
+            raise ValueError(f"--methods must be a JSON object {{name: folder}}: {err}") from None
     if not isinstance(methods, dict):
-        raise SystemExit(f"--methods must be a JSON object {{name: folder}}, got {type(methods).__name__}")
+        raise ValueError(f"--methods must be a JSON object {{name: folder}}, got {type(methods).__name__}")
     records = split_records(load_plan(plan), split, dataset, layout, csv)
     tables = compare_folders(methods, records, out, _names(la_methods), _names(metrics), _names(scar_methods))
     print("\n\n".join(format_table(t) for t in tables.values()))
     print(f"\nsaved {out}/comparison.md, comparison.json, comparison.csv")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``jasgan-compare``."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -22,10 +22,9 @@ from bundle.data.io import (
     write_image,
 )
 from bundle.errors import DatasetError
+from conftest import TINY_ORIGIN, TINY_SHAPE_ZYX, TINY_SPACING
 
-SHAPE = (12, 64, 64)  # (z, y, x)
-SPACING = (2.0, 2.0, 4.0)  # (x, y, z)
-ORIGIN = (-12.5, 30.25, 7.0)
+SHAPE, SPACING, ORIGIN = TINY_SHAPE_ZYX, TINY_SPACING, TINY_ORIGIN
 
 
 def rotation(axis: tuple[float, float, float], degrees: float) -> tuple[float, ...]:

@@ -1,8 +1,8 @@
 """Fingerprint a dataset and write its plan (patch size, normalisation, networks, split).
 
-    python scripts/plan.py --root data/phantom --layout datalist --name phantom
-    python scripts/plan.py --root "/data/MICCAI2018" --layout miccai2018 --name miccai2018
-    python scripts/plan.py --from_plan plans/phantom.json --profile paper --name phantom-paper
+    jasgan-plan --root data/phantom --layout datalist --name phantom
+    jasgan-plan --root "/data/MICCAI2018" --layout miccai2018 --name miccai2018
+    jasgan-plan --from_plan plans/phantom.json --profile paper --name phantom-paper
 
 ``--from_plan`` decides again from a plan's stored fingerprint for another profile, without reading a scan; the
 split stays.
@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from _cli import run, setup_logging
-
+from bundle.cli import run, setup_logging
+from bundle.planning import rules
 from bundle.planning.planner import load_plan, replan, save_plan
 from bundle.planning.run import plan_dataset
 
@@ -25,16 +25,16 @@ def main(
     name: str | None = None,
     out: str | None = None,
     csv: str | None = None,
-    seed: int = 0,
-    n_folds: int = 5,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.2,
-    profile: str = "paper",
+    seed: int = rules.SPLIT_SEED,
+    n_folds: int = rules.N_FOLDS,
+    test_fraction: float = rules.TEST_FRACTION,
+    val_fraction: float = rules.VAL_FRACTION,
+    profile: str = rules.DEFAULT_PROFILE,
     from_plan: str | None = None,
     log_level: str = "INFO",
 ) -> None:
     """Plan the dataset at ``root`` (layouts: datalist, miccai2018, lascarqs2022) into
-    ``plans/<name>.json`` (or ``out``); ``profile`` is ``paper`` or ``cpu``. With ``from_plan``, re-plan that
+    ``plans/<name>.json`` (or ``out``); ``profile`` is one of the planner's profiles (``paper``, the default, or ``cpu``). With ``from_plan``, re-plan that
     plan's fingerprint for ``profile`` instead."""
     setup_logging(log_level)
     start = time.perf_counter()
@@ -53,5 +53,10 @@ def main(
           f"{len(s['folds'])} folds")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``jasgan-plan``."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,13 +1,12 @@
 """Run the classical scar baselines (2SD, 3SD, Otsu, IIR, toolkit k-means) on a split of a planned dataset.
 
-    python scripts/baselines.py --dataset data/phantom --layout datalist --plan plans/phantom.json \
+    jasgan-baselines --dataset data/phantom --layout datalist --plan plans/phantom.json \
         --out eval/baselines --split test --methods 2sd,otsu,kmeans
 """
 
 from __future__ import annotations
 
-from _cli import run, setup_logging
-
+from bundle.cli import run, setup_logging
 from bundle.evaluation.baselines import DEFAULT_METHODS, run_baselines
 
 
@@ -32,5 +31,10 @@ def main(
         print(f"{name}: {len(method_rows) - failed} scans written, {failed} failed -> {out}/{name}")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``jasgan-baselines``."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,26 +1,22 @@
-"""Benchmark: CPU execution backends for stage 2 on a batch of ROI slices (speed, agreement with eager fp32).
+"""CPU execution backends for stage 2 on a batch of ROI slices: speed and agreement with eager float32.
 
-    python scripts/benchmark_backends.py --preset cpu --weights models/model.pt \\
-        --scan data/phantom/imagesTr/P001_post.nii.gz --label data/phantom/labelsTr/P001_post_la.nii.gz
-    python scripts/benchmark_backends.py --preset paper --backends "['eager','jit_frozen','onnxruntime']"
-
-Without ``--scan`` the input is random; without ``--weights`` the network has random weights. Run it alone on
-the machine: a concurrent job skews the timings.
+Without ``scan`` the input is random; without ``weights`` the network has random weights. Run it alone on the
+machine: a concurrent job skews the timings.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from _cli import run, setup_logging
 
-from bundle.benchmarks.inference import PRESETS
+from bundle.benchmarks.presets import preset
 from bundle.inference.backends import BACKENDS, compare_backends
 from bundle.networks import CascadeNet
 from bundle.networks.weights import load_weights
+from bundle.planning import rules
 from bundle.preprocessing.image import normalize
 
 
@@ -37,20 +33,16 @@ def example_from_scan(scan: str, label: str, roi: tuple[int, int], slices: int) 
     return torch.from_numpy(np.ascontiguousarray(crop))[:, None]
 
 
-def main(preset: str = "cpu", roi: tuple[int, int] = (160, 160), batch_size: int = 8, repeats: int = 5,
-         warmup: int = 2, backends: list[str] | None = None, weights: str | None = None, scan: str | None = None,
-         label: str | None = None, threads: int | None = None, log_level: str = "WARNING") -> None:
-    """Compare ``backends`` (default: all) on ``batch_size`` ROI slices of ``roi`` pixels (H, W)."""
-    setup_logging(log_level)
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    if threads:
-        torch.set_num_threads(int(threads))
-    settings = PRESETS[preset]
+def time_backends(profile: str = rules.DEFAULT_PROFILE, roi: Sequence[int] = (160, 160), batch_size: int = 8,
+                  repeats: int = 5, warmup: int = 2, backends: Sequence[str] | None = None, weights: str | None = None,
+                  scan: str | None = None, label: str | None = None) -> dict:
+    """Each of ``backends`` (default: all) on ``batch_size`` ROI slices of ``roi`` pixels (H, W), with the profile's
+    network (:func:`~bundle.benchmarks.presets.preset`)."""
+    sizes = preset(profile)
 
     def factory() -> torch.nn.Module:
         torch.manual_seed(0)
-        net = CascadeNet(1, settings["gl_widths"], settings["gs_width"], "adaptive", settings["lstm_channels"])
+        net = CascadeNet(1, sizes["gl_widths"], sizes["gs_width"], "adaptive", sizes["lstm_channels"])
         return load_weights(net, weights) if weights else net
 
     roi = (int(roi[0]), int(roi[1]))
@@ -61,9 +53,5 @@ def main(preset: str = "cpu", roi: tuple[int, int] = (160, 160), batch_size: int
     else:
         example = torch.randn(batch_size, 1, *roi, generator=torch.Generator().manual_seed(0))
     rows = compare_backends(factory, example, backends or BACKENDS, repeats=repeats, warmup=warmup)
-    print(json.dumps({"preset": preset, "roi": list(roi), "batch_size": batch_size, "threads": torch.get_num_threads(),
-                      "weights": weights, "scan": scan, "backends": rows}, indent=2))
-
-
-if __name__ == "__main__":
-    run(main)
+    return {"preset": profile, "roi": list(roi), "batch_size": batch_size, "threads": torch.get_num_threads(),
+            "weights": weights, "scan": scan, "backends": rows}

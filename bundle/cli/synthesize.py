@@ -1,12 +1,11 @@
 """Write the built-in synthetic LGE phantom dataset.
 
-    python scripts/synthesize.py --out data/phantom --n_patients 16 --profile miccai2018 --layout datalist
+    jasgan-synthesize --out data/phantom --n_patients 16 --profile miccai2018 --layout datalist
 """
 
 from __future__ import annotations
 
-from _cli import run, setup_logging
-
+from bundle.cli import run, setup_logging
 from bundle.data.phantom.dataset import synthesize_dataset
 
 
@@ -19,7 +18,7 @@ def main(
     overwrite: bool = False,
     log_level: str = "INFO",
 ) -> None:
-    """Generate ``n_patients`` phantom patients (profiles: miccai2018, siemens, tiny; layouts:
+    """Generate ``n_patients`` phantom patients (profiles: miccai2018, siemens, tinyfov, tiny; layouts:
     datalist, miccai2018, lascarqs2022) into ``out``."""
     setup_logging(log_level)
     manifest = synthesize_dataset(out, n_patients, profile, layout, seed, overwrite)
@@ -27,5 +26,10 @@ def main(
           f"to {out} in {manifest['seconds']:.1f} s")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``jasgan-synthesize``."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -27,10 +27,9 @@ from bundle.data.layouts import (
 )
 from bundle.data.toolkit import axial_dilate, kmeans_scar, toolkit_wall
 from bundle.errors import DatasetError
+from conftest import TINY_ORIGIN, TINY_SHAPE_ZYX, TINY_SPACING
 
-SHAPE = (12, 64, 64)  # (z, y, x)
-SPACING = (2.0, 2.0, 4.0)  # (x, y, z)
-ORIGIN = (-12.5, 30.25, 7.0)
+SHAPE, SPACING, ORIGIN = TINY_SHAPE_ZYX, TINY_SPACING, TINY_ORIGIN
 c, s = math.cos(math.radians(25)), math.sin(math.radians(25))
 ROTATED = (c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0)
 RECORD_KEYS = {"image", "endo", "wall", "la", "scar", "patient", "scan", "ablation", "layout"}

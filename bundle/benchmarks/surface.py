@@ -1,6 +1,4 @@
-"""Time the surface scar map of one scan: the map (mesh, projection) and the writing of its three files.
-
-    python scripts/benchmark_surface.py --predictions eval/predictions --scan P004_post --image data/phantom/imagesTr/P004_post.nii.gz
+"""Seconds of the surface scar map of one scan: the map (mesh, projection) and writing its three files.
 
 Median, minimum and maximum of ``repeats`` runs, each on the scan's masks as inference wrote them.
 """
@@ -13,7 +11,6 @@ import time
 from pathlib import Path
 
 import SimpleITK as sitk
-from _cli import run, setup_logging
 
 from bundle.data.io import read_image
 from bundle.data.predictions import LA_FILE, read_prediction
@@ -21,9 +18,9 @@ from bundle.quantification.burden import quantify
 from bundle.quantification.surface_report import surface_outputs
 
 
-def main(predictions: str, scan: str, image: str | None = None, repeats: int = 5, log_level: str = "WARNING") -> None:
-    """Print the seconds of the surface map and of writing its files for ``scan`` of a prediction folder."""
-    setup_logging(log_level)
+def time_surface(predictions: str | Path, scan: str, image: str | Path | None = None, repeats: int = 5) -> dict:
+    """Seconds of the surface map and of writing its files for ``scan`` of a prediction folder (``image`` adds the
+    intensity ratio, as at inference)."""
     reference = read_image(Path(predictions) / scan / LA_FILE)
     label = read_prediction(predictions, scan, reference, Path(predictions) / scan / LA_FILE)
     intensities = sitk.GetArrayFromImage(read_image(image)) if image else None
@@ -37,12 +34,7 @@ def main(predictions: str, scan: str, image: str | None = None, repeats: int = 5
             write(Path(folder))
             maps.append(middle - start)
             writes.append(time.perf_counter() - middle)
-    size = "x".join(str(n) for n in reference.GetSize())
-    for name, values in (("surface map", maps), ("write vtk, ply, png", writes)):
-        print(f"{scan} ({size}): {name}: median {statistics.median(values):.2f} s, min {min(values):.2f} s, "
-              f"max {max(values):.2f} s over {repeats}")
-    print(f"surface scar {columns['surface_scar_percent']:.1f} %, area {columns['surface_area_cm2']:.1f} cm^2")
-
-
-if __name__ == "__main__":
-    run(main)
+    summary = {name: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v)}
+               for name, v in (("surface_map", maps), ("write_vtk_ply_png", writes))}
+    return {"scan": scan, "size": list(reference.GetSize()), "repeats": repeats, **summary,
+            "surface_scar_percent": columns["surface_scar_percent"], "surface_area_cm2": columns["surface_area_cm2"]}

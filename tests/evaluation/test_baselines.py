@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,7 +31,6 @@ from bundle.evaluation.baselines import (
 from bundle.planning.split import split_records
 from bundle.quantification.burden import quantify
 
-REPO = Path(__file__).resolve().parents[1]
 CARMA_FILES = ("autoscar-data.nrrd", "autoscar-endo.nrrd", "autoscar-wall.nrrd",
                "baseline-CMRToolkitAutomaticLeftAtrialScarTest.nrrd")
 # README of the CARMA fixtures: method -> (scar % of wall, Dice against the toolkit's scar)
@@ -303,12 +300,10 @@ def test_la_from_a_prediction_folder(batch, tmp_path):
         assert meta["la_from"] == str(pred_dir) and meta["wall_sources"] == ["predicted"]
 
 
-def test_cli_prints_a_line_per_method(batch, tmp_path, monkeypatch, capsys):
+def test_cli_prints_a_line_per_method(batch, tmp_path, capsys):
     root, _, _, _ = batch
-    monkeypatch.syspath_prepend(str(REPO / "scripts"))
-    spec = importlib.util.spec_from_file_location("baselines_cli", REPO / "scripts" / "baselines.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    from bundle.cli import baselines as cli
+
     cli.main(str(root), str(root.parent / "tiny.json"), out=str(tmp_path), methods="otsu,iir1.32",
              log_level="WARNING")
     lines = capsys.readouterr().out.splitlines()

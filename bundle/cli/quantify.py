@@ -1,7 +1,7 @@
 """Scar burden, surface scar map and quality check of every scan of a prediction folder.
 
-    python scripts/quantify.py --predictions outputs --out outputs/quantified
-    python scripts/quantify.py --predictions eval/predictions --images data/phantom --layout datalist
+    jasgan-quantify --predictions outputs --out outputs/quantified
+    jasgan-quantify --predictions eval/predictions --images data/phantom --layout datalist
 
 The folder holds ``<scan>/la.nii.gz`` and ``<scan>/scar.nii.gz`` (the format every method of this bundle
 writes; manual masks of another tool can be laid out the same way). The report (``report.csv``, ``report.json``:
@@ -12,8 +12,7 @@ scans, or a dataset with ``layout``) adds the image intensity ratio (IIR) to the
 
 from __future__ import annotations
 
-from _cli import run, setup_logging
-
+from bundle.cli import run, setup_logging
 from bundle.inference.scans import scan_records
 from bundle.quantification.folder import quantify_folder
 
@@ -35,5 +34,10 @@ def main(predictions: str, out: str | None = None, images: str | None = None, la
     print(f"report: {out or predictions + '/quantified'}/report.csv, report.json")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``jasgan-quantify``."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

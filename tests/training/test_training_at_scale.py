@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TRAIN = "configs/train.yaml"
 MULTI = "configs/multi_gpu_train.yaml"
 STAGE2_LINE = re.compile(r"Epoch: (\d+)/(\d+), Iter: (\d+)/(\d+) -- adv_loss")

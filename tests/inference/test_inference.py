@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import MICCAI_SPACING
 
 from bundle.data.io import orientation_code, read_image, same_geometry
 from bundle.data.layouts import read_dataset
@@ -21,7 +22,7 @@ from bundle.networks import CascadeNet
 from bundle.preprocessing.image import normalize
 from bundle.quantification.burden import quantify
 
-SPACING = (0.625, 0.625, 2.5)
+SPACING = MICCAI_SPACING
 SIZE_ZYX = (10, 40, 48)
 LA_BOX = (slice(2, 8), slice(10, 30), slice(12, 36))
 SCAR_BOX = (slice(3, 6), slice(10, 13), slice(12, 36))  # on the LA box's edge

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import MICCAI_SPACING, REPO
 from scipy import stats
 
 from bundle.data.case import Case
@@ -20,9 +21,8 @@ from bundle.evaluation.comparison import compare_folders, method_slug, read_metr
 from bundle.evaluation.evaluate import METRIC_COLUMNS, agreement, evaluate_case, evaluate_predictions, extreme_cases
 from bundle.quantification.burden import quantify
 
-REPO = Path(__file__).resolve().parents[1]
-SPACING = (0.625, 0.625, 2.5)
-VOXEL_ML = 0.625 * 0.625 * 2.5 / 1000
+SPACING = MICCAI_SPACING
+VOXEL_ML = float(np.prod(MICCAI_SPACING)) / 1000
 
 
 def strict_json(path: Path) -> dict:
@@ -206,15 +206,15 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
         compare_folders(methods, records, tmp_path / "cmp4", la_methods=[], scar_methods=[])
 
     # the command line: a missing prediction folder fails that method's scans, and the comparison says so
-    cmd = [sys.executable, "scripts/compare.py", "--methods", json.dumps({**methods, "Empty": str(tmp_path / "none")}),
+    cmd = [sys.executable, "-m", "bundle.cli.compare", "--methods", json.dumps({**methods, "Empty": str(tmp_path / "none")}),
            "--dataset", str(root), "--plan", str(root.parent / "tiny.json"), "--split", "test",
            "--out", str(tmp_path / "cli"), "--la_methods", "Good net"]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 2 and "method 'Empty' failed on" in run.stderr and "Traceback" not in run.stderr
-    bad_json = subprocess.run([*cmd[:3], "{not json", *cmd[4:]], cwd=REPO, capture_output=True, text=True,
+    bad_json = subprocess.run([*cmd[:4], "{not json", *cmd[5:]], cwd=REPO, capture_output=True, text=True,
                               timeout=300, check=False)
-    assert bad_json.returncode != 0 and "--methods must be a JSON object" in bad_json.stderr
-    cmd[3] = json.dumps(methods)
+    assert bad_json.returncode == 2 and "error: --methods must be a JSON object" in bad_json.stderr
+    cmd[4] = json.dumps(methods)
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Table IV layout" in run.stdout and "Table V layout" in run.stdout and "| Good net" in run.stdout
@@ -245,12 +245,12 @@ def test_quantify_folder_and_its_command_on_hand_built_masks(tmp_path):
     assert all((tmp_path / "report" / "good" / name).is_file() for name in ("surface.vtk", "surface.ply", "surface.png"))
     assert not (tmp_path / "report" / "bad").exists()
 
-    run = subprocess.run([sys.executable, "scripts/quantify.py", "--predictions", str(tmp_path / "masks")], cwd=REPO,
+    run = subprocess.run([sys.executable, "-m", "bundle.cli.quantify", "--predictions", str(tmp_path / "masks")], cwd=REPO,
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "good: LA 1.76 ml, wall 0.98 ml, scar 0.10 ml = 9.9 % of the wall, " in run.stdout
     assert "% of the surface; qc: LA volume 2 ml outside 25-250 ml" in run.stdout
     assert "bad: failed" in run.stdout and (tmp_path / "masks" / "quantified" / "report.csv").is_file()
-    missing = subprocess.run([sys.executable, "scripts/quantify.py", "--predictions", str(tmp_path / "none")],
+    missing = subprocess.run([sys.executable, "-m", "bundle.cli.quantify", "--predictions", str(tmp_path / "none")],
                              cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "prediction folder not found" in missing.stderr

@@ -2,7 +2,7 @@
 
     python -m monai.bundle run evaluating --config_file "['configs/train.yaml','configs/evaluate.yaml']"
     python -m monai.bundle run evaluating --config_file "['configs/train.yaml','configs/evaluate.yaml','configs/evaluate_shifted.yaml']"
-    python scripts/qc_correlation.py --eval_dirs "['eval','eval/siemens']"
+    jasgan-qc-correlation --eval_dirs "['eval','eval/siemens']"
 
 Reads each evaluation's ``metrics.csv`` (written by ``configs/evaluate.yaml``, which carries the inference report's
 ``qc_score`` and ``qc``) and prints, per folder and for all of them together, Spearman's rho of ``qc_score`` with the
@@ -17,9 +17,8 @@ import csv
 import json
 from pathlib import Path
 
-from _cli import run, setup_logging
-
 from bundle.batch import json_safe
+from bundle.cli import run, setup_logging
 from bundle.errors import DatasetError
 from bundle.evaluation.evaluate import quality_ranking
 
@@ -60,5 +59,10 @@ def main(eval_dirs: list[str] | tuple[str, ...] | str = ("eval", "eval/siemens")
         Path(out).write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf-8")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """``jasgan-qc-correlation``."""
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -478,7 +478,7 @@ def test_load_plan_errors(tmp_path):
     with pytest.raises(DatasetError, match="split"):
         load_plan(bad)
     bad.write_text(json.dumps({**plan, "version": 1}))  # a crop-only plan of an older bundle
-    with pytest.raises(DatasetError, match="version 1 .*re-run scripts/plan.py"):
+    with pytest.raises(DatasetError, match="version 1 .*re-run jasgan-plan"):
         load_plan(bad)
     broken = json.loads(json.dumps(plan))
     del broken["decisions"]["patch_size"]["value"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from conftest import REPO
 
 from bundle.errors import DatasetError
 from bundle.evaluation.evaluate import quality_ranking
@@ -146,9 +147,7 @@ def test_qc_correlation_script_per_cohort_and_pooled(tmp_path):
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
     for cohort, offset in (("a", 0.0), ("b", 0.05)):
         (tmp_path / cohort).mkdir()
         with open(tmp_path / cohort / "metrics.csv", "w", newline="") as f:
@@ -157,13 +156,13 @@ def test_qc_correlation_script_per_cohort_and_pooled(tmp_path):
             for i in range(5):
                 writer.writerow({"scan": f"{cohort}{i}", "status": "ok", "la_dsc": 0.8 + 0.03 * i + offset,
                                  "scar_dsc": 0.5 + 0.05 * i, "qc_score": 0.3 + 0.1 * i, "qc": OK if i else "x"})
-    cmd = [sys.executable, "scripts/qc_correlation.py", "--eval_dirs", f"['{tmp_path / 'a'}','{tmp_path / 'b'}']",
+    cmd = [sys.executable, "-m", "bundle.cli.qc_correlation", "--eval_dirs", f"['{tmp_path / 'a'}','{tmp_path / 'b'}']",
            "--out", str(tmp_path / "qc.json")]
-    run = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=120, check=False)
+    run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads((tmp_path / "qc.json").read_text())
     assert result["pooled"]["n"] == 10 and result["pooled"]["la"]["worst"] == ["a0"]
     assert result["pooled"]["la"]["worst_lowest_qc_score"] == 1 and "pooled: n 10, flagged 2" in run.stdout
-    missing = subprocess.run([sys.executable, "scripts/qc_correlation.py", "--eval_dirs", str(tmp_path / "none")],
-                             cwd=repo, capture_output=True, text=True, timeout=120, check=False)
+    missing = subprocess.run([sys.executable, "-m", "bundle.cli.qc_correlation", "--eval_dirs", str(tmp_path / "none")],
+                             cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "metrics.csv" in missing.stderr

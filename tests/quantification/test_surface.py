@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import meshio
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import REPO
 from skimage.io import imread
 from vtkmodules.util.numpy_support import vtk_to_numpy
 from vtkmodules.vtkIOLegacy import vtkPolyDataReader
@@ -173,17 +176,19 @@ def test_real_crop_with_manual_masks(carma_dir, tmp_path):
     assert np.nanmedian(iir[on_scar]) > np.nanmedian(iir[~on_scar]) + 0.1
 
 
-def test_benchmark_surface_script(tmp_path):
+def test_benchmark_surface_command(tmp_path):
     import subprocess
     import sys
-    from pathlib import Path
 
     from bundle.data.predictions import write_prediction
 
     ref, label, *_ = sphere()
     write_prediction(tmp_path / "pred", "ball", label > 0, label == 2, ref)
-    run = subprocess.run([sys.executable, "scripts/benchmark_surface.py", "--predictions", str(tmp_path / "pred"),
-                          "--scan", "ball", "--repeats", "2"], cwd=Path(__file__).resolve().parents[1],
+    run = subprocess.run([sys.executable, "-m", "bundle.cli.benchmark", "surface", "--predictions",
+                          str(tmp_path / "pred"), "--scan", "ball", "--repeats", "2"], cwd=REPO,
                          capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "ball (64x64x40): surface map: median" in run.stdout and "write vtk, ply, png" in run.stdout
+    result = json.loads(run.stdout)
+    assert result["scan"] == "ball" and result["size"] == [64, 64, 40] and result["repeats"] == 2
+    for step in ("surface_map", "write_vtk_ply_png"):
+        assert 0 < result[step]["min_s"] <= result[step]["median_s"] <= result[step]["max_s"]

@@ -1,7 +1,9 @@
-"""scripts/synthesize.py and scripts/plan.py end to end, and plan_dataset on a damaged dataset."""
+"""The command-line tools: entry points, the same ending on bad input, jasgan-synthesize and jasgan-plan end to end,
+and plan_dataset on a damaged dataset."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -10,20 +12,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
+from conftest import REPO
 
 from bundle.data.phantom.dataset import MANIFEST, synthesize_dataset
 from bundle.data.phantom.generate import cohort
 from bundle.planning.planner import PLAN_KEYS, load_plan, plan_decisions
 from bundle.planning.run import plan_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 N_PATIENTS = 3
 SCANS = sorted(s.scan for s in cohort(N_PATIENTS))
 PATIENT_OF = {s.scan: s.patient for s in cohort(N_PATIENTS)}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the scripts set their own path
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # from the bundle root, nothing else on the path
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -49,19 +52,19 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_synthesize_and_plan_scripts(tmp_path):
     data, plan_path = tmp_path / "data", tmp_path / "plans" / "tiny.json"
-    done = _run("scripts/synthesize.py", "--out", str(data), "--n_patients", str(N_PATIENTS), "--profile", "tiny")
+    done = _run("-m", "bundle.cli.synthesize", "--out", str(data), "--n_patients", str(N_PATIENTS), "--profile", "tiny")
     assert done.returncode == 0, done.stderr
     assert f"wrote {len(SCANS)} scans" in done.stdout
     manifest = json.loads((data / MANIFEST).read_text())
     assert manifest["profile"] == "tiny" and manifest["layout"] == "datalist" and sorted(manifest["scans"]) == SCANS
     assert len(list((data / "imagesTr").iterdir())) == len(SCANS)
 
-    again = _run("scripts/synthesize.py", "--out", str(data), "--n_patients", "1", "--profile", "tiny")
+    again = _run("-m", "bundle.cli.synthesize", "--out", str(data), "--n_patients", "1", "--profile", "tiny")
     assert again.returncode != 0 and "FileExistsError" in again.stderr
     assert json.loads((data / MANIFEST).read_text()) == manifest  # left untouched
 
     done = _run(
-        "scripts/plan.py", "--root", str(data), "--layout", "datalist", "--name", "tiny", "--out", str(plan_path)
+        "-m", "bundle.cli.plan", "--root", str(data), "--layout", "datalist", "--name", "tiny", "--out", str(plan_path)
     )
     assert done.returncode == 0, done.stderr
     assert f"plan tiny: {len(SCANS)} scans, 0 excluded" in done.stdout
@@ -84,13 +87,13 @@ def test_synthesize_and_plan_scripts(tmp_path):
     assert plan["decisions"]["target_spacing"]["value"][:2] == [2.0, 2.0]
 
     # no timing in the plan: planning the same data again gives the same file
-    again = _run("scripts/plan.py", "--root", str(data), "--layout", "datalist", "--name", "tiny", "--out",
+    again = _run("-m", "bundle.cli.plan", "--root", str(data), "--layout", "datalist", "--name", "tiny", "--out",
                  str(tmp_path / "again.json"))
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again.json").read_bytes() == plan_path.read_bytes()
     # another profile from the stored fingerprint, without the scans: same split, that profile's decisions
     shutil.rmtree(data)
-    paper = _run("scripts/plan.py", "--from_plan", str(plan_path), "--profile", "paper", "--name", "tiny-paper")
+    paper = _run("-m", "bundle.cli.plan", "--from_plan", str(plan_path), "--profile", "paper", "--name", "tiny-paper")
     assert paper.returncode == 0, paper.stderr
     replanned = load_plan(plan_path.parent / "tiny-paper.json")
     assert replanned["split"] == plan["split"] and replanned["fingerprint"] == plan["fingerprint"]
@@ -135,3 +138,53 @@ def test_plan_is_deterministic(dataset, tmp_path):
     other = plan_dataset(dataset, "datalist", out=tmp_path / "c.json", seed=1)
     assert other["decisions"] == first["decisions"]  # the seed only shuffles the split
     _check_split(other["split"], SCANS, PATIENT_OF)
+
+
+ENTRY_POINTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def test_every_tool_has_an_entry_point_and_each_resolves():
+    modules = sorted(p.stem for p in (REPO / "bundle" / "cli").glob("*.py") if p.stem != "__init__")
+    assert sorted(target.split(":")[0].rsplit(".", 1)[1] for target in ENTRY_POINTS.values()) == modules
+    for name, target in ENTRY_POINTS.items():
+        module, function = target.split(":")
+        assert name == "jasgan-" + module.rsplit(".", 1)[1].replace("_", "-")
+        assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_installed_entry_points_run():
+    """``pip install -e .`` (in requirements-dev.txt) puts the tools beside the interpreter."""
+    bin_dir = Path(sys.executable).parent
+    missing = [n for n in ENTRY_POINTS if not (bin_dir / n).exists() and shutil.which(n) is None]
+    assert not missing, f"not installed: {missing}; run pip install -c constraints.txt -e ."
+    tool = shutil.which("jasgan-benchmark", path=str(bin_dir)) or shutil.which("jasgan-benchmark")
+    done = subprocess.run([tool, "dicom", "--size", "[32,32]", "--slices", "3", "--repeats", "1"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["slices"] == 3
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "problem"),
+    [
+        ("synthesize", ["--profile", "nope", "--out", "{tmp}/x"], "unknown phantom profile"),
+        ("plan", ["--root", "{tmp}/none"], "dataset folder not found"),
+        ("plan", ["--from_plan", "{tmp}/none.json"], "plan file not found"),
+        ("quantify", ["--predictions", "{tmp}/none"], "prediction folder not found"),
+        ("qc_correlation", ["--eval_dirs", "{tmp}/none"], "not found"),
+        ("baselines", ["--dataset", "{tmp}/none", "--plan", "{tmp}/none.json"], "plan file not found"),
+        ("compare", ["--methods", "not json"], "--methods must be a JSON object"),
+        ("benchmark", ["training", "--preset", "nope"], "unknown preset"),
+    ],
+)
+def test_bad_input_ends_every_tool_the_same_way(module, argv, problem, tmp_path, monkeypatch, capsys):
+    """``error: <what>`` on stderr and exit status 2, no traceback, whichever tool."""
+    from bundle.cli import BAD_INPUT_STATUS
+
+    cli = importlib.import_module(f"bundle.cli.{module}").cli
+    monkeypatch.setattr(sys, "argv", [f"jasgan-{module}", *(a.format(tmp=tmp_path) for a in argv)])
+    with pytest.raises(SystemExit) as stopped:
+        cli()
+    err = capsys.readouterr().err
+    assert stopped.value.code == BAD_INPUT_STATUS, err
+    assert err.startswith("error: ") and problem in err and "Traceback" not in err
