@@ -13,11 +13,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.engines.utils import IterationEvents
-from monai.utils import CommonKeys as Keys
 from torch import nn
+from torch.optim import Optimizer
 
 from bundle.training.distributed import training_module
-from bundle.training.trainer import JasGanTrainer
+from bundle.training.trainer import SegmentationTrainer
 
 ABLATION_TARGETS = {"post": 1.0, "pre": 0.0}
 """Classification target of each ablation state; any other state (``unknown``) has none."""
@@ -46,19 +46,28 @@ class MultiTaskLoss(nn.Module):
         return seg + self.class_weight * cls, seg, cls
 
 
-class MultiTaskTrainer(JasGanTrainer):
+class MultiTaskTrainer(SegmentationTrainer):
     """One step of L = L_S + lambda L_C per batch for a :class:`~bundle.networks.MultiTaskUNet`.
 
-    It is :class:`~bundle.training.trainer.JasGanTrainer`'s engine (data, handlers, checkpoints, logging, mixed
-    precision, gradient averaging) with no discriminator; only the iteration differs. ``network`` is the
-    network's :meth:`~bundle.networks.MultiTaskUNet.training_module` (or a DDP wrapper of it), whose forward
-    gives both outputs (a plain :class:`~bundle.networks.MultiTaskUNet` is wrapped here). The batch's
-    ``ablation`` entries give the class targets.
+    :class:`~bundle.training.trainer.SegmentationTrainer`'s engine (data, handlers, checkpoints, logging, mixed
+    precision, gradient averaging) with this iteration. ``network`` is the network's
+    :meth:`~bundle.networks.MultiTaskUNet.training_module` (or a DDP wrapper of it), whose forward gives both
+    outputs (a plain :class:`~bundle.networks.MultiTaskUNet` is wrapped here). The batch's ``ablation`` entries give
+    the class targets. Logged: ``loss``, ``seg_loss`` (= ``ce_la``, L_S) and ``class_loss`` (L_C).
+
+    It trains without the joint discriminator: ``discriminator`` and ``d_optimizer`` (which the training config
+    passes to every trainer) must be None, and ``adv_weight`` has no term to weigh.
     """
 
+    logged_terms = ("seg_loss", "ce_la", "class_loss")
+
     def __init__(self, device: str | torch.device, max_epochs: int, train_data_loader: Any, network: nn.Module,
-                 *args: Any, **kwargs: Any) -> None:
-        super().__init__(device, max_epochs, train_data_loader, training_module(network), *args, **kwargs)
+                 optimizer: Optimizer, loss_function: nn.Module, discriminator: nn.Module | None = None,
+                 d_optimizer: Optimizer | None = None, adv_weight: float = 0.0, **kwargs: Any) -> None:
+        if discriminator is not None or d_optimizer is not None:
+            raise ValueError("the multi-task U-Net trains without the joint discriminator: set use_discriminator: false")
+        super().__init__(device, max_epochs, train_data_loader, training_module(network), optimizer, loss_function,
+                         **kwargs)
 
     def _iteration(self, engine: MultiTaskTrainer, batchdata: dict) -> dict:
         image, target = engine._inputs(engine, batchdata)
@@ -68,9 +77,5 @@ class MultiTaskTrainer(JasGanTrainer):
         pred, class_logit = pred.float(), class_logit.float()
         engine.fire_event(IterationEvents.FORWARD_COMPLETED)
         loss, seg, cls = engine.loss_function(pred, target, class_logit, post)
-        engine._generator_step(engine, loss)
-        engine.state.output.update({
-            Keys.PRED: pred.detach(), Keys.LOSS: loss.detach(), "seg_loss": seg.item(), "ce_la": seg.item(),
-            "class_loss": cls.item(),
-        })
-        return engine.state.output
+        engine._network_step(engine, loss)
+        return engine._report(engine, pred, loss, {"seg_loss": seg, "ce_la": seg, "class_loss": cls})

@@ -1,8 +1,11 @@
-"""The JAS-GAN training engine: one discriminator step and one generator step per iteration.
+"""The training engines: a base for segmentation networks and JAS-GAN's adversarial iteration on top of it.
 
 MONAI's ``GanTrainer`` feeds latents to its generator; JAS-GAN's generator Gls segments the image
-and its discriminator T is conditioned on that image, so this ``monai.engines.Trainer`` subclass
-only replaces the iteration. Handlers, metrics, checkpoints and logging are MONAI/Ignite's.
+and its discriminator T is conditioned on that image, so these ``monai.engines.Trainer`` subclasses
+only replace the iteration. Handlers, metrics, checkpoints and logging are MONAI/Ignite's.
+:class:`SegmentationTrainer` holds what every trainer here shares (the batch on the device, mixed precision,
+the network's optimiser step with gradients averaged over ranks, the output dict and its logged terms);
+:class:`JasGanTrainer` and :class:`~bundle.training.multitask.MultiTaskTrainer` add their iteration.
 """
 
 from __future__ import annotations
@@ -28,28 +31,22 @@ AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 logger = logging.getLogger(__name__)
 
 
-class JasGanTrainer(Trainer):
-    """Adversarially regularised training of the cascade Gls with the joint discriminator T (Eq. 3, 5, 6).
+class SegmentationTrainer(Trainer):
+    """One optimiser step of a segmentation network per batch of image patches I with targets Y = [LA, scar].
 
-    Per iteration, on a batch of image patches I with targets Y = [LA, scar]:
+    Subclasses implement ``_iteration``: :meth:`_inputs` (the batch on the device, the output dict started),
+    forward passes under :meth:`autocast`, :meth:`_network_step` (backward of the network's loss, gradients of the
+    optimiser's parameters outside a DDP wrapper averaged over ranks, one step) and :meth:`_report` (the prediction,
+    the loss and the trainer's :attr:`logged_terms` into the output, which ``StatsHandler`` and TensorBoard log
+    through :func:`logged_values`).
 
-    1. Gls(I) gives [LA, scar] logits; their sigmoid is the prediction Yhat.
-    2. T step (skipped when ``discriminator`` is None): minimise the per-pixel binary cross-entropy of
-       T(Y, I) -> real and T(Yhat.detach(), I) -> fake, i.e. maximise Ld (Eq. 3).
-    3. Gls step: minimise Ls (Eq. 5, uncertainty-weighted) + ``adv_weight`` * Lg, with Lg the feature
-       matching between T's features of (Y, I) and (Yhat, I) (Eq. 6, lambda3 = ``adv_weight``).
-
-    ``loss_function`` must be a :class:`~bundle.training.losses.UncertaintyWeightedLoss` (its log-variances
-    belong in ``optimizer``). The output dict holds the batch, the logits and every loss term, so
-    ``StatsHandler``/``TensorBoardStatsHandler`` can log them.
-
-    ``network`` and ``discriminator`` may be ``DistributedDataParallel`` wrappers
-    (``configs/multi_gpu_train.yaml``): the gradients of the optimiser's other parameters (the loss
-    log-variances) are then averaged over the ranks, and T's generator-step pass runs unwrapped (its
-    gradients are not computed, so DDP must not wait for them). ``amp`` runs the forward passes in
-    ``amp_dtype`` under ``torch.autocast`` on the engine's device, with a ``GradScaler`` per optimiser for
+    ``network`` may be a ``DistributedDataParallel`` wrapper (``configs/multi_gpu_train.yaml``). ``amp`` runs the
+    forward passes in ``amp_dtype`` under ``torch.autocast`` on the engine's device, with a ``GradScaler`` for
     float16; the losses are computed in float32.
     """
+
+    logged_terms: tuple[str, ...] = ()
+    """Scalar loss terms of this trainer's output, logged after ``loss``."""
 
     def __init__(
         self,
@@ -58,10 +55,7 @@ class JasGanTrainer(Trainer):
         train_data_loader: Any,
         network: torch.nn.Module,
         optimizer: Optimizer,
-        loss_function: UncertaintyWeightedLoss | torch.nn.Module,
-        discriminator: torch.nn.Module | None = None,
-        d_optimizer: Optimizer | None = None,
-        adv_weight: float = 0.1,
+        loss_function: torch.nn.Module,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -76,8 +70,6 @@ class JasGanTrainer(Trainer):
         amp: bool = False,
         amp_dtype: str = "bfloat16",
     ) -> None:
-        if (discriminator is None) != (d_optimizer is None):
-            raise ValueError("give both discriminator and d_optimizer, or neither (no adversarial term)")
         if amp_dtype not in AMP_DTYPES:
             raise ValueError(f"amp_dtype {amp_dtype!r} is not one of {sorted(AMP_DTYPES)}")
         super().__init__(
@@ -89,17 +81,12 @@ class JasGanTrainer(Trainer):
         self.network = network
         self.optimizer = optimizer
         self.loss_function = loss_function
-        self.discriminator = discriminator
-        self.d_optimizer = d_optimizer
-        self.adv_weight = float(adv_weight)
         self.inferer = SimpleInferer() if inferer is None else inferer
         self.optim_set_to_none = optim_set_to_none
         self.amp = bool(amp)
         self.amp_dtype = AMP_DTYPES[amp_dtype]
-        scaled = self.amp and self.amp_dtype == torch.float16
-        device_type = torch.device(device).type
-        self.g_scaler = torch.amp.GradScaler(device_type, enabled=scaled)
-        self.d_scaler = torch.amp.GradScaler(device_type, enabled=scaled and discriminator is not None)
+        self.scaled = self.amp and self.amp_dtype == torch.float16
+        self.g_scaler = torch.amp.GradScaler(torch.device(device).type, enabled=self.scaled)
         self.unsynchronised = parameters_outside(network, optimizer)
         self.register_events(*IterationEvents)
 
@@ -107,7 +94,7 @@ class JasGanTrainer(Trainer):
         """The forward passes' mixed-precision context (disabled unless ``amp``)."""
         return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
-    def _inputs(self, engine: JasGanTrainer, batchdata: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _inputs(self, engine: SegmentationTrainer, batchdata: dict | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(image, target) of the batch on the engine's device; the output dict starts with them."""
         if batchdata is None:
             raise ValueError("must provide batch data for current iteration.")
@@ -117,10 +104,10 @@ class JasGanTrainer(Trainer):
         engine.state.output = {Keys.IMAGE: image, Keys.LABEL: target}
         return image, target
 
-    def _generator_step(self, engine: JasGanTrainer, loss: torch.Tensor) -> None:
+    def _network_step(self, engine: SegmentationTrainer, loss: torch.Tensor) -> None:
         """Backward of ``loss`` into the optimiser's parameters only, averaged over ranks, then one step."""
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        # gradients only for what this step updates (Gls and the loss weights): T's weight gradients of the
+        # gradients only for what this step updates (the network and the loss weights): T's weight gradients of the
         # adversarial term would be computed and thrown away (about 15 % of an iteration on a CPU)
         params = [p for group in engine.optimizer.param_groups for p in group["params"] if p.requires_grad]
         engine.g_scaler.scale(loss).backward(inputs=params)
@@ -129,6 +116,57 @@ class JasGanTrainer(Trainer):
         engine.g_scaler.step(engine.optimizer)
         engine.g_scaler.update()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
+
+    def _report(self, engine: SegmentationTrainer, pred: torch.Tensor, loss: torch.Tensor,
+                terms: dict[str, torch.Tensor]) -> dict:
+        """The iteration's output: the batch, ``pred``, ``loss`` and the :attr:`logged_terms` of ``terms``."""
+        engine.state.output.update({Keys.PRED: pred.detach(), Keys.LOSS: loss.detach(),
+                                    **{name: terms[name].item() for name in engine.logged_terms}})
+        return engine.state.output
+
+
+class JasGanTrainer(SegmentationTrainer):
+    """Adversarially regularised training of the cascade Gls with the joint discriminator T (Eq. 3, 5, 6).
+
+    Per iteration, on a batch of image patches I with targets Y = [LA, scar]:
+
+    1. Gls(I) gives [LA, scar] logits; their sigmoid is the prediction Yhat.
+    2. T step (skipped when ``discriminator`` is None): minimise the per-pixel binary cross-entropy of
+       T(Y, I) -> real and T(Yhat.detach(), I) -> fake, i.e. maximise Ld (Eq. 3).
+    3. Gls step: minimise Ls (Eq. 5, uncertainty-weighted) + ``adv_weight`` * Lg, with Lg the feature
+       matching between T's features of (Y, I) and (Yhat, I) (Eq. 6, lambda3 = ``adv_weight``).
+
+    ``loss_function`` must be a :class:`~bundle.training.losses.UncertaintyWeightedLoss` (its log-variances
+    belong in ``optimizer``). Logged: ``loss``, ``seg_loss`` (Ls), ``ce_la``, ``dice_scar``, ``adv_loss`` (Lg),
+    ``d_loss`` and the loss weights ``lambda1``, ``lambda2``.
+
+    With DDP the gradients of the optimiser's other parameters (the loss log-variances) are averaged over the
+    ranks, and T's generator-step pass runs unwrapped (its gradients are not computed, so DDP must not wait for
+    them). With float16 ``amp`` T has its own ``GradScaler``.
+    """
+
+    logged_terms = ("seg_loss", "ce_la", "dice_scar", "adv_loss", "d_loss", "lambda1", "lambda2")
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Any,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        loss_function: UncertaintyWeightedLoss | torch.nn.Module,
+        discriminator: torch.nn.Module | None = None,
+        d_optimizer: Optimizer | None = None,
+        adv_weight: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        if (discriminator is None) != (d_optimizer is None):
+            raise ValueError("give both discriminator and d_optimizer, or neither (no adversarial term)")
+        super().__init__(device, max_epochs, train_data_loader, network, optimizer, loss_function, **kwargs)
+        self.discriminator = discriminator
+        self.d_optimizer = d_optimizer
+        self.adv_weight = float(adv_weight)
+        self.d_scaler = torch.amp.GradScaler(torch.device(device).type, enabled=self.scaled and discriminator is not None)
 
     def _iteration(self, engine: JasGanTrainer, batchdata: dict) -> dict:
         image, target = engine._inputs(engine, batchdata)
@@ -161,26 +199,20 @@ class JasGanTrainer(Trainer):
         ce, dice = engine.loss_function.parts(pred, target)
         seg = engine.loss_function.weigh(ce, dice)
         loss = seg + engine.adv_weight * adv
-        engine._generator_step(engine, loss)
-
+        engine._network_step(engine, loss)
         lambdas = engine.loss_function.weights
-        engine.state.output.update({
-            Keys.PRED: pred.detach(),
-            Keys.LOSS: loss.detach(),
-            "seg_loss": seg.item(), "ce_la": ce.item(), "dice_scar": dice.item(),
-            "adv_loss": adv.item(), "d_loss": d_loss.item(),
-            "lambda1": lambdas[0].item(), "lambda2": lambdas[1].item(),
-        })
-        return engine.state.output
+        return engine._report(engine, pred, loss, {"seg_loss": seg, "ce_la": ce, "dice_scar": dice, "adv_loss": adv,
+                                                   "d_loss": d_loss, "lambda1": lambdas[0], "lambda2": lambdas[1]})
 
 
-LOGGED_KEYS = ("loss", "seg_loss", "ce_la", "dice_scar", "adv_loss", "d_loss", "lambda1", "lambda2", "class_loss")
-"""Per-iteration values the training config logs (StatsHandler, TensorBoard), those a trainer's output has."""
+NOT_LOGGED = (Keys.IMAGE, Keys.LABEL, Keys.PRED)
+"""Output entries that are tensors of the batch, not values to log."""
 
 
 def logged_values(output: dict) -> dict[str, float]:
-    """The scalar training values of an iteration's output, for ``StatsHandler(output_transform=...)``."""
-    return {key: float(output[key]) for key in LOGGED_KEYS if key in output}
+    """The scalar training values of an iteration's output (``loss``, then the trainer's
+    :attr:`~SegmentationTrainer.logged_terms`), for ``StatsHandler(output_transform=...)``."""
+    return {key: float(value) for key, value in output.items() if key not in NOT_LOGGED}
 
 
 def mixed_precision(amp: bool, device: torch.device | str) -> bool:

@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bundle.networks import NO_SCAR_LOGIT, MultiTaskUNet
+from bundle.networks import NO_SCAR_LOGIT, JointDiscriminator, MultiTaskUNet
 from bundle.training.multitask import MultiTaskLoss, MultiTaskTrainer, ablation_targets
+from bundle.training.trainer import logged_values
 
 WIDTHS = (4, 8, 16, 16, 16)
 
@@ -74,12 +75,15 @@ def test_trainer_steps_both_tasks_and_lowers_the_loss_on_a_fixed_batch():
     head = net.classifier[-1].weight.detach().clone()
     stem = next(net.unet.parameters()).detach().clone()
     first = trainer._iteration(trainer, batch)
-    assert {"loss", "seg_loss", "class_loss"} <= set(first) and first["class_loss"] > 0
+    assert list(logged_values(first)) == ["loss", "seg_loss", "ce_la", "class_loss"] and first["class_loss"] > 0
     assert not torch.equal(head, net.classifier[-1].weight) and not torch.equal(stem, next(net.unet.parameters()))
     for _ in range(20):
         last = trainer._iteration(trainer, batch)
     assert last["loss"].item() < 0.4 * first["loss"].item()
     assert last["seg_loss"] < 0.75 * first["seg_loss"] and last["class_loss"] < 0.1 * first["class_loss"]
+    with pytest.raises(ValueError, match="without the joint discriminator"):
+        MultiTaskTrainer("cpu", 1, [batch], net, optimizer, MultiTaskLoss(), JointDiscriminator(3),
+                         torch.optim.Adam(net.parameters()))
 
 
 def test_trainer_steps_both_tasks_through_a_ddp_wrapper():
