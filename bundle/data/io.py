@@ -127,9 +127,7 @@ def _with_geometry(array: np.ndarray, reference: sitk.Image | Case | None) -> si
             raise ValueError(
                 f"array size {image.GetSize()} (x, y, z) differs from the reference's {reference.GetSize()}"
             )
-        image.SetSpacing(reference.GetSpacing())
-        image.SetOrigin(reference.GetOrigin())
-        image.SetDirection(reference.GetDirection())
+        image.CopyInformation(reference)
     return image
 
 

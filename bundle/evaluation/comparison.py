@@ -121,16 +121,16 @@ def paired_t_test(values: Sequence[float], best: Sequence[float]) -> dict[str, f
     a, b = np.asarray(values, dtype=np.float64), np.asarray(best, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired t-test needs two equally long series, got {a.size} and {b.size}")
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    n = int(a.size)
+    a, b = (np.where(np.isfinite(x), x, np.nan) for x in (a, b))  # an infinite value is as missing as NaN
     diff = a - b
+    diff = diff[~np.isnan(diff)]  # the pairs ttest_rel(nan_policy="omit") keeps
+    n = int(diff.size)
     if n < 2 or np.allclose(diff, 0.0, rtol=0.0, atol=1e-12):
         return {"t": math.nan, "p": math.nan, "n_pairs": n}
     if np.allclose(diff, diff[0], rtol=1e-9, atol=1e-12):  # the same non-zero difference on every scan (to
         # rounding): t is infinite, p = 0 (scipy would divide by a zero SD, or by rounding noise)
         return {"t": math.copysign(math.inf, float(diff[0])), "p": 0.0, "n_pairs": n}
-    result = stats.ttest_rel(a, b)
+    result = stats.ttest_rel(a, b, nan_policy="omit")
     return {"t": float(result.statistic), "p": float(result.pvalue), "n_pairs": n}
 
 

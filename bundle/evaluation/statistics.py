@@ -48,9 +48,9 @@ def pearson(reference: Sequence[float], measured: Sequence[float]) -> dict[str, 
         raise ValueError(f"Pearson correlation needs two equally long series of >= 3 values, got {x.size} and {y.size}")
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         raise ValueError("a constant series has no correlation")
-    r, p = stats.pearsonr(x, y)
-    fit = stats.linregress(x, y)
-    return {"r": float(r), "p": float(p), "slope": float(fit.slope), "intercept": float(fit.intercept), "n": int(x.size)}
+    fit = stats.linregress(x, y)  # r and its two-sided p-value with the line
+    return {"r": float(fit.rvalue), "p": float(fit.pvalue), "slope": float(fit.slope), "intercept": float(fit.intercept),
+            "n": int(x.size)}
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:

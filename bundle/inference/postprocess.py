@@ -20,7 +20,13 @@ from bundle.preprocessing.roi import mask_box
 
 def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
     """Binary (2, ...) [LA, scar] -> the same with LA = largest component (after an in-plane closing of
-    ``closing_radius`` voxels when > 0) and scar = scar AND LA. Works for 2D and 3D spatial shapes."""
+    ``closing_radius`` voxels when > 0) and scar = scar AND LA. Works for 2D and 3D spatial shapes.
+
+    The closing's element is scikit-image's ``disk`` (x^2 + y^2 <= r^2), padded so the outside is background. It
+    is not SimpleITK's ``sitkBall`` of :mod:`bundle.data.wall` and :mod:`bundle.data.toolkit` (which reproduce the
+    toolkit's own element): that ball is larger for the same radius (r = 1 is a 3 x 3 square, r = 2 has 21 pixels
+    against the disk's 13), so it would close more and change the masks.
+    """
     if pred.shape[0] != 2:
         raise ValueError(f"expected two channels [LA, scar], got shape {tuple(pred.shape)}")
     la = pred[:1] > 0.5

@@ -2,7 +2,7 @@
 
 Scans are grouped so that nothing leaks between splits: a patient's pre- and post-ablation scans
 form one group, and groups whose scans carry byte-identical label maps (the same ``label_sha1``,
-e.g. one segmentation copied to two scans or a scan shipped twice) are merged by union-find and
+e.g. one segmentation copied to two scans or a scan shipped twice) are merged (SciPy's ``DisjointSet``) and
 reported. Groups are stratified by their ablation composition ("pre", "post", "pre+post", ...),
 shuffled per stratum with ``np.random.default_rng(seed)``, and test / validation groups are
 apportioned across strata by largest remainder so the totals match the requested fractions.
@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy.cluster.hierarchy import DisjointSet
 
 from bundle.data.case import ABLATION_STATES
 from bundle.data.layouts import read_dataset
@@ -23,25 +24,6 @@ from bundle.planning.rules import N_FOLDS, SPLIT_RULE, SPLIT_SEED, TEST_FRACTION
 
 SPLITS = ("train", "validation", "test")
 """The plan's splits, in order."""
-
-
-class _UnionFind:
-    def __init__(self, items: list[str]) -> None:
-        self.parent = {i: i for i in items}
-
-    def find(self, i: str) -> str:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            # the smaller id becomes the root, so the grouping does not depend on record order
-            if rb < ra:
-                ra, rb = rb, ra
-            self.parent[rb] = ra
 
 
 def _round_half_up(x: float) -> int:
@@ -107,7 +89,7 @@ def split_patients(
         raise ValueError(f"scan ids must be unique; repeated: {dup}")
     by_scan = dict(zip(scans, records))
 
-    uf = _UnionFind(scans)
+    linked = DisjointSet(scans)
     by_patient: dict[str, list[str]] = defaultdict(list)
     by_sha: dict[str, list[str]] = defaultdict(list)
     for scan, r in by_scan.items():
@@ -117,16 +99,15 @@ def split_patients(
             by_sha[sha].append(scan)
     for members in list(by_patient.values()) + list(by_sha.values()):
         for other in members[1:]:
-            uf.union(members[0], other)
+            linked.merge(members[0], other)
     identical = sorted(sorted(m) for m in by_sha.values() if len(m) > 1)
 
-    members_of: dict[str, list[str]] = defaultdict(list)
-    for scan in sorted(scans):
-        members_of[uf.find(scan)].append(scan)
-    roots = sorted(members_of)  # roots are each group's smallest scan id
+    # each group is named by its smallest scan id, so the grouping does not depend on record order
+    members_of = dict(sorted((min(group), sorted(group)) for group in linked.subsets()))
+    roots = list(members_of)
     width = max(3, len(str(len(roots) - 1)))
     group_id = {root: f"g{i:0{width}d}" for i, root in enumerate(roots)}
-    groups = {scan: group_id[uf.find(scan)] for scan in sorted(scans)}
+    groups = {scan: group_id[min(linked.subset(scan))] for scan in sorted(scans)}
     members = {group_id[r]: m for r, m in members_of.items()}
     stratum_of = {
         g: _composition({str(by_scan[s].get("ablation") or "unknown") for s in m}) for g, m in members.items()

