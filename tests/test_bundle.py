@@ -233,6 +233,21 @@ def test_ablation_overlays_choose_a_cascade_and_their_own_folders(overlay):
     parser.read_config([str(REPO / "configs" / "train.yaml"), str(overlay)])
     assert parser["cascade"] in CASCADE_OPS and isinstance(parser["use_discriminator"], bool)
     assert parser.get_parsed_content("ckpt_dir").endswith(f"models/ablation/{overlay.stem}")
+    assert parser.get_parsed_content("output_dir").endswith(f"runs/ablation/{overlay.stem}")
+
+
+def test_evaluation_uses_the_inference_configs_segmenter():
+    """evaluate.yaml takes inference.yaml's segmenter, stage-2 inferer and settings (MONAI % macros), not copies."""
+    from monai.bundle import ConfigParser
+
+    inference = ConfigParser()
+    inference.read_config(str(REPO / "configs" / "inference.yaml"))
+    evaluation = ConfigParser()
+    evaluation.read_config([str(REPO / "configs" / "train.yaml"), str(REPO / "configs" / "evaluate.yaml")])
+    evaluation.resolve_macro_and_relative_ids()
+    for key in ("segmenter", "inferer", "qc_rules", "closing_radius_mm", "save_surface", "backend"):
+        assert evaluation[key] == inference[key], key
+    assert evaluation["evaluate#predictor#segmenter"] == "@segmenter"
 
 
 def _zoo(*args: str) -> subprocess.CompletedProcess:
