@@ -26,9 +26,11 @@ import torch
 from bundle.benchmarks.presets import WHOLE_SCAN_ZYX, preset
 from bundle.data.io import read_image, write_image
 from bundle.data.predictions import write_prediction
+from bundle.inference.backends import CPU_BACKEND, runner
 from bundle.inference.localizer import Localizer, Location
-from bundle.inference.segmenter import CPU_BACKEND, Segmenter, load_model, runner
+from bundle.inference.segmenter import Segmenter
 from bundle.networks import CascadeNet, LocalizerNet
+from bundle.networks.weights import load_model
 from bundle.planning import rules
 from bundle.planning.planner import load_plan, plan_decisions
 from bundle.preprocessing.roi import roi_from_box

@@ -4,5 +4,6 @@
   batch over many, with the report;
 - ``localizer``: stage 1 on a coarse grid; ``two_stage``: stage 1 then stage 2 on the ROI, pasted back (also the
   validation inferer in training); ``postprocess``: closing, largest component, scar inside the LA;
-- ``backends``: CPU execution backends for stage 2; ``dicom_seg``: DICOM Segmentation out.
+- ``backends``: CPU execution backends for stage 2 and the ``runner`` that picks one; ``dicom_seg``: DICOM Segmentation
+  out.
 """

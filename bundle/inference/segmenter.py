@@ -25,13 +25,11 @@ from monai.inferers import Inferer
 from bundle.batch import run_batch
 from bundle.data.io import geometry_differences, orientation_code, turn_array
 from bundle.data.predictions import drop_stale, write_prediction, write_report
-from bundle.errors import DatasetError
 from bundle.inference.dicom_seg import SEG_FILE, write_dicom_seg
 from bundle.inference.localizer import CROP, NO_LA, Localizer, Location
 from bundle.inference.postprocess import postprocess_box
 from bundle.inference.scans import read_scan
 from bundle.inference.two_stage import TwoStageInferer
-from bundle.networks.weights import load_weights
 from bundle.preprocessing.image import preprocess_image, resample_in_plane
 from bundle.preprocessing.roi import Roi, roi_normalized
 from bundle.quantification.burden import quantify
@@ -53,75 +51,6 @@ def plan_orientation(plan: Mapping) -> str:
     """The orientation most of the plan's scans have (the frame its networks learnt), e.g. ``"LPS"``."""
     seen = plan.get("fingerprint", {}).get("summary", {}).get("orientations") or {}
     return max(seen, key=seen.get) if seen else DEFAULT_ORIENTATION
-
-
-def load_model(model_file: str | Path, network_def: torch.nn.Module | None = None,
-               device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The trained generator in eval mode: a TorchScript ``.ts`` file, or a ``.pt`` state dict loaded
-    into ``network_def``.
-
-    Raises:
-        DatasetError: the file is missing, or it does not fit ``network_def``.
-    """
-    path = Path(model_file)
-    if not path.is_file():
-        raise DatasetError(path, "model file not found (train first, or set model_file)")
-    if path.suffix == ".ts":
-        try:
-            model = torch.jit.load(str(path), map_location=device)
-        except RuntimeError as err:
-            raise DatasetError(path, f"not a TorchScript model: {str(err).splitlines()[0]}") from None
-    else:
-        if network_def is None:
-            raise ValueError(f"{path}: a state dict needs the network definition (network_def)")
-        model = load_weights(network_def, path)
-    return model.to(device).eval()
-
-
-def load_discriminator(path: str | Path | None, device: str | torch.device = "cpu") -> torch.nn.Module | None:
-    """T's confidence map (:class:`bundle.networks.ConfidenceMap`, TorchScript as training exports it) in eval mode, for
-    ``qc_score``; None when ``path`` is None or missing (a model trained without T, e.g. the multi-task U-Net or an
-    ablation, has none), with a warning for a missing file.
-
-    Raises:
-        DatasetError: the file is not a TorchScript model.
-    """
-    if path is None:
-        return None
-    if not Path(path).is_file():
-        logger.warning("%s not found: no qc_score (a model trained without the joint discriminator has none)", path)
-        return None
-    if Path(path).suffix != ".ts":
-        raise DatasetError(path, "the discriminator for qc_score must be the TorchScript export (discriminator.ts)")
-    return load_model(path, device=device)
-
-
-CPU_BACKEND = "channels_last"
-"""Stage 2's default CPU execution (``bundle.inference.backends``): NHWC memory order, 1.4x faster than eager on the
-default model, logits within 1e-5, works for TorchScript and state-dict models alike (see README)."""
-
-
-EXPORTING_BACKENDS = ("onnxruntime", "openvino")
-"""Backends that export the eager network, which a TorchScript model cannot give them."""
-
-
-def runner(network: torch.nn.Module, backend: str = CPU_BACKEND, device: str | torch.device = "cpu",
-           model_file: str | Path | None = None) -> torch.nn.Module | Callable:
-    """Stage 2 as it runs at inference: on a CPU through ``backend`` (``bundle.inference.backends.BACKENDS``; ``onnxruntime``
-    and ``openvino`` need a state-dict model and their library), on a GPU the network itself.
-
-    Raises:
-        ValueError: an exporting backend asked for a TorchScript model (``model_file`` names it).
-    """
-    if torch.device(device).type != "cpu" or backend == "eager":
-        return network
-    if backend in EXPORTING_BACKENDS and isinstance(network, torch.jit.ScriptModule):
-        raise ValueError(f"{model_file or 'the model'}: backend {backend!r} exports the network to run it, which a "
-                         "TorchScript model cannot do; give the .pt state dict (e.g. --model_file models/model.pt) "
-                         f"or use backend {CPU_BACKEND!r}")
-    from bundle.inference.backends import prepare
-
-    return prepare(network, backend, torch.zeros(2, 1, 128, 128))
 
 
 @dataclass
@@ -157,7 +86,7 @@ class Segmenter:
         device: where the networks run.
         closing_radius_mm: in-plane radius of the LA's morphological closing (0: none).
         batch_size: slices per forward pass of the default inferer (and of the discriminator).
-        discriminator: T's confidence map (:func:`bundle.quantification.quality.load_discriminator`) for ``qc_score``; None: none.
+        discriminator: T's confidence map (:func:`bundle.networks.weights.load_discriminator`) for ``qc_score``; None: none.
     """
 
     def __init__(

@@ -12,6 +12,8 @@ Paper symbol -> class:
 Stage 1 of the whole-scan pipeline, the 3D LA localiser that finds the region Gls segments: :class:`LocalizerNet`.
 
 The LA method JAS-GAN compares with, the multi-task U-Net of Chen et al. (2018): :class:`MultiTaskUNet`.
+
+Loading them from files (state dicts, TorchScript exports): :mod:`bundle.networks.weights`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""Weights into a network: a state dict (or one entry of a checkpoint), with a clear error naming the file.
+"""Networks from files: weights into a network (a state dict, or one entry of a checkpoint), a trained model (TorchScript
+or a state dict) and the joint discriminator's exported confidence map, each with a clear error naming the file.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import torch
 
 from bundle.errors import DatasetError
+
+logger = logging.getLogger(__name__)
 
 
 def load_weights(network: torch.nn.Module, checkpoint: str | Path, key: str | None = None) -> torch.nn.Module:
@@ -37,3 +41,44 @@ def load_weights(network: torch.nn.Module, checkpoint: str | Path, key: str | No
 def initial_weights(network: torch.nn.Module, checkpoint: str | Path | None) -> torch.nn.Module:
     """``network`` with the weights of ``checkpoint`` (e.g. a trained EDN for RN+LA), or as built when None."""
     return network if checkpoint is None else load_weights(network, checkpoint)
+
+
+def load_model(model_file: str | Path, network_def: torch.nn.Module | None = None,
+               device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The trained generator in eval mode: a TorchScript ``.ts`` file, or a ``.pt`` state dict loaded
+    into ``network_def``.
+
+    Raises:
+        DatasetError: the file is missing, or it does not fit ``network_def``.
+    """
+    path = Path(model_file)
+    if not path.is_file():
+        raise DatasetError(path, "model file not found (train first, or set model_file)")
+    if path.suffix == ".ts":
+        try:
+            model = torch.jit.load(str(path), map_location=device)
+        except RuntimeError as err:
+            raise DatasetError(path, f"not a TorchScript model: {str(err).splitlines()[0]}") from None
+    else:
+        if network_def is None:
+            raise ValueError(f"{path}: a state dict needs the network definition (network_def)")
+        model = load_weights(network_def, path)
+    return model.to(device).eval()
+
+
+def load_discriminator(path: str | Path | None, device: str | torch.device = "cpu") -> torch.nn.Module | None:
+    """T's confidence map (:class:`bundle.networks.ConfidenceMap`, TorchScript as training exports it) in eval mode, for
+    ``qc_score``; None when ``path`` is None or missing (a model trained without T, e.g. the multi-task U-Net or an
+    ablation, has none), with a warning for a missing file.
+
+    Raises:
+        DatasetError: the file is not a TorchScript model.
+    """
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        logger.warning("%s not found: no qc_score (a model trained without the joint discriminator has none)", path)
+        return None
+    if Path(path).suffix != ".ts":
+        raise DatasetError(path, "the discriminator for qc_score must be the TorchScript export (discriminator.ts)")
+    return load_model(path, device=device)

@@ -50,7 +50,7 @@ def test_compare_reports_speed_and_agreement():
 
 def test_inference_default_backend_runs_torchscript_models_within_tolerance():
     """What configs/inference.yaml runs on a CPU: the exported model.ts through the default backend."""
-    from bundle.inference.segmenter import CPU_BACKEND, runner
+    from bundle.inference.backends import CPU_BACKEND, runner
 
     scripted = torch.jit.script(_network())
     run = runner(scripted, CPU_BACKEND, "cpu")
@@ -63,7 +63,7 @@ def test_inference_default_backend_runs_torchscript_models_within_tolerance():
 
 
 def test_a_torchscript_model_with_an_exporting_backend_is_a_clear_error():
-    from bundle.inference.segmenter import runner
+    from bundle.inference.backends import runner
 
     scripted = torch.jit.script(_network())
     for backend in ("onnxruntime", "openvino"):

@@ -17,8 +17,9 @@ from bundle.data.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, drop_
 from bundle.errors import DatasetError
 from bundle.inference.localizer import Localizer
 from bundle.inference.scans import scan_records
-from bundle.inference.segmenter import BatchSegmenter, Segmenter, load_model, plan_orientation, segment_scans
+from bundle.inference.segmenter import BatchSegmenter, Segmenter, plan_orientation, segment_scans
 from bundle.networks import CascadeNet
+from bundle.networks.weights import load_model
 from bundle.preprocessing.image import normalize
 from bundle.quantification.burden import quantify
 

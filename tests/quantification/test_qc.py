@@ -13,8 +13,8 @@ from conftest import REPO
 
 from bundle.errors import DatasetError
 from bundle.evaluation.evaluate import quality_ranking
-from bundle.inference.segmenter import load_discriminator
 from bundle.networks import ConfidenceMap, JointDiscriminator
+from bundle.networks.weights import load_discriminator
 from bundle.quantification.qc import OK, QcRules, borders, outside_largest_ml, side
 from bundle.quantification.quality import adversarial_confidence
 from bundle.training.export import export_torchscript
