@@ -94,10 +94,8 @@ def time_scans(
     """Median seconds per whole scan (read, both stages, write; after ``warmup``), its phases, the ROI, the peak
     memory and the settings. The plan's decisions are re-derived for ``profile`` from ``plan_file``'s fingerprint;
     the network's widths are the profile's (:func:`~bundle.benchmarks.presets.preset`) unless given."""
-    sizes = preset(profile)
-    gl_widths = sizes["gl_widths"] if gl_widths is None else gl_widths
-    gs_width = sizes["gs_width"] if gs_width is None else gs_width
-    lstm_channels = sizes["lstm_channels"] if lstm_channels is None else lstm_channels
+    sizes = preset(profile, gl_widths=gl_widths, gs_width=gs_width, lstm_channels=lstm_channels)
+    gl_widths, gs_width, lstm_channels = sizes["gl_widths"], sizes["gs_width"], sizes["lstm_channels"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     plan = dict(load_plan(plan_file))
     plan["decisions"] = plan_decisions(plan["fingerprint"], profile)

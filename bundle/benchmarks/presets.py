@@ -15,13 +15,14 @@ WHOLE_SCAN_ZYX = (44, 576, 576)
 """A whole MICCAI 2018-size scan (z, y, x), for the inference benchmark."""
 
 
-def preset(profile: str = rules.DEFAULT_PROFILE) -> dict:
-    """Stage 2's patch, batch and widths under ``profile``."""
+def preset(profile: str = rules.DEFAULT_PROFILE, **given: object) -> dict:
+    """Stage 2's patch, batch and widths under ``profile``; any of them ``given`` (not None) replaces the profile's."""
     if profile not in rules.PROFILES:
         raise ValueError(f"unknown preset {profile!r}; choose one of {sorted(rules.PROFILES)}")
     side = min(rules.REFERENCE_PATCH[0], int(rules.PROFILES[profile]["max_patch"]))
     patch = (side, side)
     network = decide_network(patch, profile)["value"]
-    return {"profile": profile, "patch": patch, "batch_size": decide_batch(patch, profile)["value"],
-            "gl_widths": tuple(network["gl_widths"]), "gs_width": network["gs_width"],
-            "lstm_channels": network["lstm_channels"]}
+    sizes = {"profile": profile, "patch": patch, "batch_size": decide_batch(patch, profile)["value"],
+             "gl_widths": tuple(network["gl_widths"]), "gs_width": network["gs_width"],
+             "lstm_channels": network["lstm_channels"]}
+    return {**sizes, **{key: value for key, value in given.items() if value is not None}}

@@ -47,9 +47,8 @@ def time_iterations(
     on CUDA only; this measures what it would cost elsewhere too). Sizes not given are the ``profile``'s
     (:func:`~bundle.benchmarks.presets.preset`).
     """
-    given = {"patch": patch, "batch_size": batch_size, "gl_widths": gl_widths, "gs_width": gs_width,
-             "lstm_channels": lstm_channels}
-    sizes = {**preset(profile), **{k: v for k, v in given.items() if v is not None}}
+    sizes = preset(profile, patch=patch, batch_size=batch_size, gl_widths=gl_widths, gs_width=gs_width,
+                   lstm_channels=lstm_channels)
     patch, batch_size, gl_widths = tuple(sizes["patch"]), int(sizes["batch_size"]), tuple(sizes["gl_widths"])
     gs_width, lstm_channels = int(sizes["gs_width"]), int(sizes["lstm_channels"])
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

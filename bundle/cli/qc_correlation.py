@@ -13,13 +13,13 @@ the numbers as JSON.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 from bundle.batch import json_safe
 from bundle.cli import run, setup_logging
 from bundle.errors import DatasetError
+from bundle.evaluation.comparison import read_metrics_csv
 from bundle.evaluation.evaluate import quality_ranking
 
 
@@ -27,8 +27,7 @@ def _rows(eval_dir: Path) -> list[dict]:
     path = eval_dir / "metrics.csv"
     if not path.is_file():
         raise DatasetError(path, "not found: run configs/evaluate.yaml with --eval_dir first")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("status") == "ok"]
+    rows = [r for r in read_metrics_csv(path) if r.get("status") == "ok"]
     if rows and "qc_score" not in rows[0]:
         raise DatasetError(path, "has no qc_score column: evaluated before the quality check existed, evaluate again")
     return rows

@@ -117,8 +117,9 @@ def read_image(path: str | Path) -> sitk.Image:
 # ----------------------------------------------------------------------------------------- writing
 
 
-def _with_geometry(array: np.ndarray, reference: sitk.Image | Case | None) -> sitk.Image:
-    """Wrap a ``(z, y, x)`` array in an image carrying the reference's geometry."""
+def on_grid(array: np.ndarray, reference: sitk.Image | Case | None) -> sitk.Image:
+    """A ``(z, y, x)`` array as an image carrying ``reference``'s geometry (ITK's default one for None)."""
+    array = np.asarray(array)
     if isinstance(reference, Case):
         return reference.to_image(array)
     image = sitk.GetImageFromArray(array)
@@ -160,7 +161,7 @@ def write_image(
             array = array.astype(dtype)
         elif array.dtype == bool:
             array = array.astype(np.uint8)
-        image = _with_geometry(array, reference)
+        image = on_grid(array, reference)
     with atomic_path(path, suffix) as tmp:
         sitk.WriteImage(image, tmp, suffix in COMPRESSED_SUFFIXES)
     return path
@@ -267,15 +268,6 @@ def orientation_code(direction: Sequence[float] | sitk.Image | Case) -> str:
 
 AXIAL_ORIENTATION = "LPS"
 """A frame whose array axis 0 is axial, for peeling the wall in the axial plane (flips do not matter)."""
-
-
-def on_grid(array: np.ndarray, reference: sitk.Image | Case) -> sitk.Image:
-    """``array`` as an image with ``reference``'s geometry."""
-    if isinstance(reference, Case):
-        return reference.to_image(np.asarray(array))
-    image = sitk.GetImageFromArray(np.asarray(array))
-    image.CopyInformation(reference)
-    return image
 
 
 def axial_image(image: sitk.Image) -> sitk.Image:
