@@ -12,8 +12,9 @@ The packages follow the data flow, and a MONAI bundle config reaches each with `
 - ``evaluation``: metrics, statistics, evaluation of a split, baselines and method comparison;
 - ``benchmarks``: timing of each stage; ``cli``: the command-line tools (``jasgan-*``).
 
-Shared by all: ``errors`` (the one error type for bad input), ``atomic`` (files that appear complete or not at
-all) and ``batch`` (a batch of scans whose failures are reported while the others go on).
+Shared by all: ``errors`` (bad input, refused output), ``ownership`` (the bundle writes into, replaces and deletes
+only what it wrote itself), ``atomic`` (files that appear complete or not at all) and ``batch`` (a batch of scans
+whose failures are reported while the others go on).
 """
 
 __version__ = "0.7.0"  # the bundle's version in metadata.json

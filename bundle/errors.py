@@ -1,4 +1,4 @@
-"""Errors raised for bad input: each names the file and what is wrong."""
+"""Errors raised for bad input and refused output: each names the path and what is wrong."""
 
 from __future__ import annotations
 
@@ -9,6 +9,19 @@ class DatasetError(ValueError):
     """A dataset file or folder is missing, unreadable or inconsistent.
 
     The message always starts with the offending path so a user sees at once which file to fix.
+    """
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ForeignPathError(ValueError):
+    """An output path holds what the bundle did not write (a dataset, a user's folder, another tool's files), or lies
+    inside an input: the bundle refuses to write, replace or delete there (:mod:`bundle.ownership`).
+
+    The message starts with the refused path, like :class:`DatasetError`'s.
     """
 
     def __init__(self, path: str | Path, problem: str) -> None:

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bundle.atomic import atomic_write_text
 from bundle.data.io import write_image
 from bundle.data.layouts import load_case, read_dataset
 from bundle.data.phantom.dataset import synthesize_dataset
+from bundle.ownership import claim_folder, replace_folder
 from bundle.planning.run import plan_dataset
 
 NNUNET_DATASET_ID = 501
+
+BENCHMARK_KIND = "planning benchmark"
+NNUNET_KIND = "nnU-Net benchmark folder"
+"""Kinds of folder (:mod:`bundle.ownership`) the planning benchmark claims: its output and nnU-Net's work folders."""
 
 
 def export_nnunet_raw(root: Path, layout: str, raw: Path) -> Path:
@@ -38,7 +43,7 @@ def export_nnunet_raw(root: Path, layout: str, raw: Path) -> Path:
         "numTraining": len(records),
         "file_ending": ".nii.gz",
     }
-    (folder / "dataset.json").write_text(json.dumps(meta, indent=2))
+    atomic_write_text(folder / "dataset.json", json.dumps(meta, indent=2))
     return folder
 
 
@@ -51,9 +56,8 @@ def _timed(cmd: list[str], env: dict) -> float:
 def run_nnunet(root: Path, layout: str, work: Path, nnunet_bin: Path, processes: int = 2) -> dict:
     """Time nnU-Net v2's fingerprint, planning and 2D preprocessing; return its 2D decisions."""
     raw, pre, res = work / "nnUNet_raw", work / "nnUNet_preprocessed", work / "nnUNet_results"
-    for p in (raw, pre, res):
-        shutil.rmtree(p, ignore_errors=True)
-        p.mkdir(parents=True)
+    for p in (raw, pre, res):  # an earlier benchmark's nnU-Net folders; anything else is refused, not deleted
+        replace_folder(p, NNUNET_KIND)
     t = time.perf_counter()
     export_nnunet_raw(root, layout, raw)
     export_s = time.perf_counter() - t
@@ -84,8 +88,9 @@ def benchmark(
     seed: int = 0,
     nnunet_bin: str | None = None,
 ) -> dict:
-    """Synthesize, plan (timed) and optionally run nnU-Net's planner; write ``results.json``."""
-    out = Path(out)
+    """Synthesize, plan (timed) and optionally run nnU-Net's planner; write ``results.json``. ``out`` is claimed
+    first (:mod:`bundle.ownership`): absent, empty or an earlier benchmark's."""
+    out = claim_folder(out, BENCHMARK_KIND)
     data = out / f"{profile}_data"
     t = time.perf_counter()
     manifest = synthesize_dataset(data, n_patients, profile, "datalist", seed, overwrite=True)
@@ -104,5 +109,5 @@ def benchmark(
     }
     if nnunet_bin:
         result["nnunet"] = run_nnunet(data, "datalist", out / "nnunet", Path(nnunet_bin))
-    (out / f"results_{profile}.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / f"results_{profile}.json", json.dumps(result, indent=2) + "\n")
     return result

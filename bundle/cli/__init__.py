@@ -15,8 +15,8 @@ entry point                   from the bundle root                 what
 ``jasgan-benchmark``          ``python -m bundle.cli.benchmark``   timings: planning, training, inference, ...
 ============================  ===================================  ==============================================
 
-Bad input (a missing or damaged file, a wrong value) ends every tool the same way: ``error: <what and where>`` on
-stderr and exit status 2, never a traceback.
+Bad input (a missing or damaged file, a wrong value, an output folder the bundle did not write) ends every tool the
+same way: ``error: <what and where>`` on stderr and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -42,6 +42,6 @@ def run(component: Callable | Mapping[str, Callable]) -> None:
 
     try:
         fire.Fire(component)
-    except (DatasetError, ValueError) as err:
+    except (DatasetError, ValueError, FileExistsError) as err:  # ValueError covers ForeignPathError (refused output)
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(BAD_INPUT_STATUS) from None

@@ -49,7 +49,8 @@ def main(
     if not isinstance(methods, dict):
         raise ValueError(f"--methods must be a JSON object {{name: folder}}, got {type(methods).__name__}")
     records = split_records(load_plan(plan), split, dataset, layout, csv)
-    tables = compare_folders(methods, records, out, _names(la_methods), _names(metrics), _names(scar_methods))
+    tables = compare_folders(methods, records, out, _names(la_methods), _names(metrics), _names(scar_methods),
+                             inputs=[dataset])
     print("\n\n".join(format_table(t) for t in tables.values()))
     print(f"\nsaved {out}/comparison.md, comparison.json, comparison.csv")
 

@@ -8,7 +8,7 @@ Reads each evaluation's ``metrics.csv`` (written by ``configs/evaluate.yaml``, w
 ``qc_score`` and ``qc``) and prints, per folder and for all of them together, Spearman's rho of ``qc_score`` with the
 LA and scar Dice, and how many of the worst 10 % of the scans by each Dice (k scans) are among the k lowest by
 ``qc_score`` and how many have any ``qc`` reason (:func:`bundle.evaluation.evaluate.quality_ranking`). ``--out`` also writes
-the numbers as JSON.
+the numbers as JSON (a new file, or one this tool wrote: another file is not overwritten).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bundle.atomic import atomic_write_text
 from bundle.batch import json_safe
 from bundle.cli import run, setup_logging
 from bundle.errors import DatasetError
 from bundle.evaluation.comparison import read_metrics_csv
 from bundle.evaluation.evaluate import quality_ranking
+from bundle.ownership import check_replaceable_file, json_file_with
 
 
 def _rows(eval_dir: Path) -> list[dict]:
@@ -31,6 +33,12 @@ def _rows(eval_dir: Path) -> list[dict]:
     if rows and "qc_score" not in rows[0]:
         raise DatasetError(path, "has no qc_score column: evaluated before the quality check existed, evaluate again")
     return rows
+
+
+def _is_ranking_json(path: Path) -> bool:
+    """Whether ``path`` is a file this tool wrote: JSON of quality rankings, one per folder (and pooled)."""
+    return json_file_with(path, lambda d: isinstance(d, dict) and bool(d)
+                          and all(isinstance(v, dict) and "worst_share" in v for v in d.values()))
 
 
 def _line(name: str, result: dict) -> str:
@@ -55,7 +63,8 @@ def main(eval_dirs: list[str] | tuple[str, ...] | str = ("eval", "eval/siemens")
     for name, result in results.items():
         print(_line(name, result))
     if out:
-        Path(out).write_text(json.dumps(json_safe(results), indent=2) + "\n", encoding="utf-8")
+        check_replaceable_file(out, _is_ranking_json, "quality-check ranking (JSON)")
+        atomic_write_text(out, json.dumps(json_safe(results), indent=2) + "\n")
 
 
 def cli() -> None:

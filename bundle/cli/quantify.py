@@ -22,7 +22,7 @@ def main(predictions: str, out: str | None = None, images: str | None = None, la
     """Write the scar report of the prediction folder ``predictions`` and print one line per scan."""
     setup_logging(log_level)
     image_files = {r["scan"]: r["image"] for r in scan_records(images, layout)} if images else None
-    rows = quantify_folder(predictions, out, image_files, save_surface=surface)
+    rows = quantify_folder(predictions, out, image_files, save_surface=surface, inputs=[images])
     for row in rows:
         if row["status"] == "ok":
             surface_text = (f", {row['surface_scar_percent']:.1f} % of the surface"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from bundle.errors import DatasetError
+from bundle.errors import DatasetError, ForeignPathError
 
 logger = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def write_series(
     number: int = 5, description: str = "3D LGE", reverse: bool = False, positions: Sequence | None = None,
     orientations: Sequence | None = None, prefix: str = "IM",
 ) -> list[Path]:
-    """Write ``image`` as a DICOM series of 2D MR slice files into ``folder``, as a scanner would (for tests,
+    """Write ``image`` as a DICOM series of 2D MR slice files into ``folder`` (never over a file), as a scanner would (for tests,
     benchmarks, or a PACS that takes only DICOM). ``reverse`` writes files and instance numbers in reverse slice
     order; ``positions``/``orientations`` override a slice's ImagePositionPatient / ImageOrientationPatient
     (strings ``"x\\y\\z"``; to make broken series). Returns the files in slice order."""
@@ -244,12 +244,16 @@ def kept_locale() -> Iterator[None]:
 
 def _write(image: sitk.Image, folder: Path, uid: str, patient: str, number: int, description: str, reverse: bool,
            positions: Sequence | None, orientations: Sequence | None, prefix: str) -> list[Path]:
+    depth = image.GetDepth()
+    taken = [folder / f"{prefix}{n + 1:04d}.dcm" for n in range(depth) if (folder / f"{prefix}{n + 1:04d}.dcm").exists()]
+    if taken:
+        raise ForeignPathError(taken[0], f"exists: a DICOM series never overwrites a file ({len(taken)} of its {depth} "
+                                         "file names are taken; nothing was changed): choose another folder or prefix")
     folder.mkdir(parents=True, exist_ok=True)
     d = image.GetDirection()
     iop = "\\".join(f"{v:.10g}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    depth = image.GetDepth()
     order = list(range(depth))[::-1] if reverse else list(range(depth))
     files = [None] * depth
     for n, k in enumerate(order):

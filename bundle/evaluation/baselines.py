@@ -50,15 +50,19 @@ from bundle.batch import BATCH_ERRORS, failed_row
 from bundle.data.case import Case
 from bundle.data.labels import compose_label, la_mask
 from bundle.data.layouts import load_case
-from bundle.data.predictions import drop_stale, read_prediction, write_prediction, write_report
+from bundle.data.predictions import PREDICTION_KIND, drop_stale, read_prediction, write_prediction, write_report
 from bundle.data.toolkit import REFERENCE as KMEANS_REFERENCE
 from bundle.data.toolkit import kmeans_scar
 from bundle.data.wall import WALL_THICKNESS_MM
+from bundle.ownership import claim_folder
 from bundle.planning.planner import load_plan
 from bundle.planning.split import split_records
 from bundle.quantification.burden import axial_wall, quantify
 
 logger = logging.getLogger(__name__)
+
+BASELINES_KIND = "baseline predictions"
+"""The kind of folder (:mod:`bundle.ownership`) that holds one prediction folder per baseline method."""
 
 SD_MULTIPLES = {"2sd": 2.0, "3sd": 3.0}
 """Blood-pool SD rules: method name -> n in mean(pool) + n * SD(pool)."""
@@ -261,8 +265,11 @@ def run_baselines(
         DatasetError: a missing or malformed plan or dataset.
     """
     names = check_methods(methods)
-    plan_file, out_dir = Path(plan_file), Path(out_dir)
+    plan_file = Path(plan_file)
     records = split_records(load_plan(plan_file), split, dataset_dir, layout, csv)
+    out_dir = claim_folder(out_dir, BASELINES_KIND, inputs=[dataset_dir, la_from])
+    for name in names:  # refused folders stop the batch before any scan, not scan by scan
+        claim_folder(out_dir / name, PREDICTION_KIND)
     rows: dict[str, list[dict]] = {name: [] for name in names}
     sources: set[str] = set()
     start = time.perf_counter()

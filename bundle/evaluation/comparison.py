@@ -32,6 +32,7 @@ from bundle.batch import json_safe, rows_to_csv
 from bundle.errors import DatasetError
 from bundle.evaluation.metrics import METRICS
 from bundle.evaluation.statistics import mean_sd
+from bundle.ownership import claim_folder
 
 STRUCTURES = ("la", "scar")
 """Column prefixes of the per-case metric rows: ``la_dsc``, ``scar_dsc``, ..."""
@@ -53,6 +54,9 @@ TABLE_TITLES = {"la": ("Table IV", "LA segmentation"), "scar": ("Table V", "scar
 
 ALPHA = 0.05
 """Significance level of the ``*`` marks (the paper's P-values < 0.05)."""
+
+COMPARISON_KIND = "method comparison"
+"""The kind of folder (:mod:`bundle.ownership`) a comparison's output folder is claimed as."""
 
 SIGNIFICANT_MARK = "*"
 BEST_MARK = "(best)"
@@ -360,9 +364,12 @@ def method_slug(method: str) -> str:
 def compare_folders(
     methods: Mapping[str, str | Path], records: Sequence[Mapping], out_dir: str | Path,
     la_methods: Sequence[str] | None = None, metrics: Sequence[str] = PAPER_METRICS,
-    scar_methods: Sequence[str] | None = None,
+    scar_methods: Sequence[str] | None = None, inputs: Sequence[str | Path | None] = (),
 ) -> dict[str, dict]:
     """Evaluate each method's prediction folder on the same scans and compare them (Tables IV and V).
+
+    ``out_dir`` is claimed first (:mod:`bundle.ownership`): never inside ``inputs`` (the dataset) or a prediction
+    folder the bundle did not write.
 
     ``methods`` maps a method's name to its prediction folder (:mod:`bundle.data.predictions` format);
     ``records`` are the dataset records of the test split. Each method's ``metrics.csv`` and
@@ -388,13 +395,14 @@ def compare_folders(
         raise ValueError(f"LA or scar methods {unknown} are not among the compared methods {list(methods)}")
     if not la_methods and not scar_methods:
         raise ValueError("neither an LA nor a scar method to compare")
-    out_dir = Path(out_dir)
     slugs = [method_slug(m) for m in methods]
     if len(set(slugs)) != len(slugs):
         raise ValueError(f"method names must differ after making folder names of them: {slugs}")
+    out_dir = claim_folder(out_dir, COMPARISON_KIND, inputs=[*inputs, *methods.values()])
     rows = {}
     for method, slug in zip(methods, slugs, strict=True):
-        evaluate_predictions(methods[method], records, out_dir / slug, plots=False, meta={"method": method})
+        evaluate_predictions(methods[method], records, out_dir / slug, plots=False, meta={"method": method},
+                             inputs=inputs)
         rows[method] = read_metrics_csv(out_dir / slug / "metrics.csv")
     tables = {}
     if la_methods:

@@ -29,11 +29,15 @@ from bundle.data.predictions import read_prediction
 from bundle.evaluation.metrics import METRICS, segmentation_metrics
 from bundle.evaluation.statistics import GROUPS, bland_altman, group_members, pearson, spearman, summarize
 from bundle.inference.localizer import NO_LA
+from bundle.ownership import claim_folder
 from bundle.preprocessing.roi import Roi
 from bundle.quantification.burden import quantify
 from bundle.quantification.qc import OK
 
 logger = logging.getLogger(__name__)
+
+EVALUATION_KIND = "evaluation"
+"""The kind of folder (:mod:`bundle.ownership`) an evaluation's output folder is claimed as."""
 
 STRUCTURES = {"la": la_mask, "scar": scar_mask}
 """Evaluated structures and how each is taken from a label map (0/1/2)."""
@@ -124,23 +128,26 @@ def agreement(rows: Sequence[Mapping], group_key: str = "ablation") -> dict[str,
 
 def evaluate_predictions(
     prediction_dir: str | Path, records: Sequence[Mapping], out_dir: str | Path, plots: bool = True,
-    meta: Mapping | None = None,
+    meta: Mapping | None = None, inputs: Sequence[str | Path | None] = (),
 ) -> dict:
     """Evaluate ``<prediction_dir>/<scan>/`` against each dataset record's labels; write the outputs.
 
     A case whose labels or prediction cannot be read is a ``failed`` row of ``metrics.csv`` and is
-    left out of the summary. Returns the summary (also written as ``summary.json``).
+    left out of the summary. Returns the summary (also written as ``summary.json``). ``out_dir`` is claimed first
+    (:mod:`bundle.ownership`; never inside ``inputs`` or ``prediction_dir`` unless the bundle wrote them).
     """
-    out_dir = Path(out_dir)
+    out_dir = claim_folder(out_dir, EVALUATION_KIND, inputs=[*inputs, prediction_dir])
     inference = inference_rows(prediction_dir)
+
+    def predicted(record: Mapping, case: Case) -> np.ndarray:
+        if inference.get(record["scan"], {}).get("status") == NO_LA:  # stage 1 found no LA: an empty prediction
+            return np.zeros(case.label.shape, np.uint8)
+        return read_prediction(prediction_dir, record["scan"], case, record["image"])
 
     def process(record: Mapping) -> dict:
         case = load_case(dict(record))
         done = inference.get(record["scan"], {})
-        if done.get("status") == NO_LA:  # stage 1 found no LA: scored as an empty prediction, not left out
-            pred = np.zeros(case.label.shape, np.uint8)
-        else:
-            pred = read_prediction(prediction_dir, record["scan"], case, record["image"])
+        pred = predicted(record, case)
         stage = {"stage1": done.get("stage1", ""), "roi_recall": roi_recall(done, case.label)}
         qc = {"qc_score": _number(done.get("qc_score")), "qc": done.get("qc", "")}
         return {"patient": case.patient, "ablation": case.ablation, **stage, **qc,
@@ -171,7 +178,7 @@ def evaluate_predictions(
         by_scan = {r["scan"]: r for r in records}
         for tag, row in extreme_cases(ok).items():
             case = load_case(dict(by_scan[row["scan"]]))
-            pred = read_prediction(prediction_dir, row["scan"], case, by_scan[row["scan"]]["image"])
+            pred = predicted(by_scan[row["scan"]], case)
             image, truth, pred = (axial_array(a, case) for a in (case.image, case.label, pred))
             figures.overlay_figure(image, truth, pred, out_dir / f"overlay_{tag}_{row['scan']}.png",
                                    f"{tag} case {row['scan']}: LA DSC {row['la_dsc']:.3f}, scar DSC "

@@ -14,10 +14,8 @@ import numpy as np
 from bundle import __version__
 from bundle.atomic import atomic_path
 from bundle.data.dicom import DicomSeries
+from bundle.data.predictions import SEG_FILE
 from bundle.errors import DatasetError
-
-SEG_FILE = "seg.dcm"
-"""File name of the SEG instance in a scan's prediction folder."""
 
 SEG_SERIES_NUMBER = 9901
 """Series number of the SEG series (the source series number is kept in the report)."""

@@ -24,12 +24,13 @@ from monai.inferers import Inferer
 
 from bundle.batch import run_batch
 from bundle.data.io import geometry_differences, orientation_code, turn_array
-from bundle.data.predictions import drop_stale, write_prediction, write_report
+from bundle.data.predictions import PREDICTION_KIND, drop_stale, write_prediction, write_report
 from bundle.inference.dicom_seg import SEG_FILE, write_dicom_seg
 from bundle.inference.localizer import CROP, NO_LA, Localizer, Location
 from bundle.inference.postprocess import postprocess_box
 from bundle.inference.scans import read_scan
 from bundle.inference.two_stage import TwoStageInferer
+from bundle.ownership import claim_folder
 from bundle.preprocessing.image import preprocess_image, resample_in_plane
 from bundle.preprocessing.roi import Roi, roi_normalized
 from bundle.quantification.burden import quantify
@@ -210,9 +211,13 @@ def _roi_columns(roi: dict | None) -> dict:
 def segment_scans(
     records: Sequence[Mapping], segmenter: Segmenter, output_dir: str | Path, save_probabilities: bool = False,
     meta: Mapping | None = None, save_dicom_seg: bool = False, save_surface: bool = True,
-    qc_rules: QcRules | None = None,
+    qc_rules: QcRules | None = None, input_dir: str | Path | None = None,
 ) -> list[dict]:
     """Segment each record's ``image`` into ``<output_dir>/<scan>/`` and write the scar report there.
+
+    ``output_dir`` is claimed first (:mod:`bundle.ownership`: absent, empty or the bundle's prediction folder, and
+    not inside ``input_dir``, the folder the scans come from, unless the bundle wrote it), so a refused folder stops
+    the batch before any scan is segmented.
 
     A scan that cannot be read or segmented is reported (``status`` failed, with the reason) and skipped; a scan
     in which stage 1 finds no LA gets ``status`` no_la with the reason and no masks; the others are written with
@@ -224,6 +229,7 @@ def segment_scans(
     discriminator. Returns the report rows.
     """
     rules = qc_rules or QcRules()
+    claim_folder(output_dir, PREDICTION_KIND, inputs=[input_dir])
 
     def process(record: Mapping) -> dict:
         image = read_scan(record)
@@ -268,11 +274,13 @@ def segment_scans(
 
 class BatchSegmenter:
     """Segments every record of ``dataset`` into ``output_dir`` with its report (the inference config's
-    ``evaluator``: ``run()`` does the work; see :func:`segment_scans`)."""
+    ``evaluator``: ``run()`` does the work; see :func:`segment_scans`; ``input_dir`` is the folder the scans come
+    from, which the output never lies in)."""
 
     def __init__(self, dataset: Sequence[Mapping], segmenter: Segmenter, output_dir: str | Path,
                  save_probabilities: bool = False, meta: Mapping | None = None, save_dicom_seg: bool = False,
-                 save_surface: bool = True, qc_rules: QcRules | None = None) -> None:
+                 save_surface: bool = True, qc_rules: QcRules | None = None,
+                 input_dir: str | Path | None = None) -> None:
         self.dataset = list(dataset)
         self.segmenter = segmenter
         self.output_dir = Path(output_dir)
@@ -281,11 +289,12 @@ class BatchSegmenter:
         self.save_dicom_seg = save_dicom_seg
         self.save_surface = save_surface
         self.qc_rules = qc_rules
+        self.input_dir = input_dir
 
     def run(self) -> list[dict]:
         """Segment the dataset; raises after writing the report when not a single scan could be segmented."""
         rows = segment_scans(self.dataset, self.segmenter, self.output_dir, self.save_probabilities, self.meta,
-                             self.save_dicom_seg, self.save_surface, self.qc_rules)
+                             self.save_dicom_seg, self.save_surface, self.qc_rules, self.input_dir)
         if rows and all(r["status"] == "failed" for r in rows):
             raise RuntimeError(f"no scan could be segmented (first error: {rows[0]['error']}); see "
                                f"{self.output_dir / 'report.csv'}")

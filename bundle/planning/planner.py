@@ -19,12 +19,15 @@ import numpy as np
 from bundle.atomic import atomic_write_text
 from bundle.data.case import Case
 from bundle.errors import DatasetError
+from bundle.ownership import check_replaceable_file, json_file_with
 from bundle.planning import rules as R
 from bundle.planning.fingerprint import fingerprint_dataset
 from bundle.planning.split import split_patients
 
 PLAN_VERSION = 2
 """2: the stage-1 localiser and the ROI (whole scans); a version-1 plan (crops only) must be re-planned."""
+PLAN_CREATOR = "bundle.planning"
+"""A plan's ``created_by``: how :func:`save_plan` recognises a plan file it may replace."""
 PLAN_KEYS = (
     "name", "version", "created_by", "dataset", "label_protocol", "profile", "decisions", "split", "fingerprint"
 )
@@ -347,7 +350,7 @@ def make_plan(
     return {
         "name": name,
         "version": PLAN_VERSION,
-        "created_by": "bundle.planning",
+        "created_by": PLAN_CREATOR,
         "dataset": dataset,
         "label_protocol": label_protocol,
         "profile": profile,
@@ -371,8 +374,15 @@ def decision_values(plan: dict) -> dict:
     return {k: d["value"] for k, d in plan["decisions"].items()}
 
 
+def is_plan_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a plan this bundle's planner wrote (any version)."""
+    return json_file_with(Path(path), lambda d: isinstance(d, dict) and d.get("created_by") == PLAN_CREATOR)
+
+
 def save_plan(plan: dict, path: str | Path) -> Path:
-    """Write a plan as JSON (indent 2, keys in plan order, trailing newline), atomically."""
+    """Write a plan as JSON (indent 2, keys in plan order, trailing newline), atomically: a new file, or over a plan
+    the planner wrote; any other file is refused (:class:`~bundle.errors.ForeignPathError`)."""
+    check_replaceable_file(path, is_plan_file, "plan")
     text = json.dumps(plan, indent=2, sort_keys=False, allow_nan=False) + "\n"
     return atomic_write_text(path, text)
 

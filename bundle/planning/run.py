@@ -11,7 +11,8 @@ from bundle.data.case import Case
 from bundle.data.layouts import label_protocol, load_case, read_dataset
 from bundle.errors import DatasetError
 from bundle.planning import rules
-from bundle.planning.planner import make_plan, save_plan
+from bundle.ownership import check_outside_inputs, check_replaceable_file
+from bundle.planning.planner import is_plan_file, make_plan, save_plan
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +38,16 @@ def plan_dataset(
     val_fraction: float = rules.VAL_FRACTION,
     profile: str = rules.DEFAULT_PROFILE,
 ) -> dict:
-    """Fingerprint the dataset at ``root`` and write ``plans/<name>.json`` (or ``out``).
+    """Fingerprint the dataset at ``root`` and write ``plans/<name>.json`` (or ``out``: a new file or a plan, never
+    inside ``root``; checked before any scan is read).
 
     A scan that cannot be loaded (unreadable file, inconsistent labels, ...) is reported,
     listed under ``excluded`` in the plan with its reason, and left out; the others are planned.
     """
     name = name or Path(root).name
+    out = Path(out) if out is not None else Path("plans") / f"{name}.json"
+    check_outside_inputs(out, [root], "plan")  # before reading a scan: the plan never goes into the dataset
+    check_replaceable_file(out, is_plan_file, "plan")
     records = read_dataset(root, layout, csv=csv)
     excluded: list[dict] = []
 
@@ -65,5 +70,5 @@ def plan_dataset(
         n_folds=n_folds, test_fraction=test_fraction, val_fraction=val_fraction, profile=profile,
     )
     plan["excluded"] = excluded  # no timing in the plan: planning the same data again gives the same file
-    save_plan(plan, out or Path("plans") / f"{name}.json")
+    save_plan(plan, out)
     return plan

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from bundle.atomic import atomic_path
 from bundle.data.case import Case
 from bundle.data.layouts import LABEL_KEYS, load_case
+from bundle.ownership import claim_folder
 from bundle.planning.split import split_records
 from bundle.preprocessing.image import preprocess_image, resample_in_plane
 
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2
 """Bump when the preprocessing code changes what it writes."""
+
+CACHE_KIND = "preprocessing cache"
+"""The kind of folder (:mod:`bundle.ownership`) ``cache_dir`` is claimed as before the first entry is written."""
 
 
 def preprocessing_decisions(plan: dict) -> dict:
@@ -92,6 +96,7 @@ def preprocessed(record: dict, plan: dict, cache_dir: str | Path | None, write_c
                 logger.warning("rebuilding damaged cache entry %s (%s)", path, err)
     arrays = preprocess_case(load_case(record), plan)
     if path is not None and write_cache:
+        claim_folder(cache_dir, CACHE_KIND)
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
     return {**arrays, **meta}

@@ -10,7 +10,7 @@ needs the network's probabilities).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,16 @@ import SimpleITK as sitk
 from bundle.batch import run_batch
 from bundle.data.io import geometry_differences, read_image
 from bundle.data.predictions import LA_FILE, prediction_scans, read_prediction, write_report
-from bundle.errors import DatasetError
+from bundle.errors import DatasetError, ForeignPathError
+from bundle.ownership import claim_folder, within_bundle_folder
 from bundle.quantification.burden import quantify
 from bundle.quantification.qc import QcRules, borders, outside_largest_ml
 from bundle.quantification.surface_report import SURFACE_FILES, SURFACE_META, surface_outputs
 
 logger = logging.getLogger(__name__)
+
+QUANTIFIED_KIND = "scar report"
+"""The kind of folder (:mod:`bundle.ownership`) ``jasgan-quantify`` writes its report and surface maps into."""
 
 
 def _scan_image(images: Mapping[str, str], scan: str, reference: sitk.Image) -> np.ndarray | None:
@@ -43,7 +47,8 @@ def _scan_image(images: Mapping[str, str], scan: str, reference: sitk.Image) -> 
 
 
 def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None, images: Mapping[str, str] | None = None,
-                    save_surface: bool = True, qc_rules: QcRules | None = None) -> list[dict]:
+                    save_surface: bool = True, qc_rules: QcRules | None = None,
+                    inputs: Sequence[str | Path | None] = ()) -> list[dict]:
     """Scar report of every scan of a prediction folder, on the masks' own grid, written as ``report.csv|json`` into
     ``out_dir`` (default: ``<pred_dir>/quantified``, so the report inference wrote beside the masks stays), with each
     scan's surface files in ``<out_dir>/<scan>/`` when ``save_surface``.
@@ -51,9 +56,19 @@ def quantify_folder(pred_dir: str | Path, out_dir: str | Path | None = None, ima
     ``images`` maps scan names to their image files (for the surface map's IIR). A scan whose masks are unreadable,
     not binary, on different grids, with scar outside the LA, or whose image lies on another grid is a ``failed``
     row; the others are reported.
+
+    ``out_dir`` is claimed first (:mod:`bundle.ownership`): the default inside ``pred_dir`` only when the bundle
+    wrote ``pred_dir``, never inside another tool's folder or ``inputs`` (the images' folder), and never a folder
+    holding files the bundle did not write.
     """
     pred_dir = Path(pred_dir)
-    out_dir = pred_dir / "quantified" if out_dir is None else Path(out_dir)
+    if out_dir is None:
+        out_dir = pred_dir / "quantified"
+        if pred_dir.is_dir() and not within_bundle_folder(pred_dir):
+            raise ForeignPathError(out_dir, f"the default report folder lies inside {pred_dir}, which the bundle did "
+                                            "not write: it never adds files there; give the report folder (--out)")
+    prediction_scans(pred_dir)  # a missing or empty prediction folder is reported before anything is written
+    out_dir = claim_folder(out_dir, QUANTIFIED_KIND, inputs=[*inputs, pred_dir])
     images = dict(images or {})
     rules = qc_rules or QcRules()
 

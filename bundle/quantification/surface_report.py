@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from bundle.data.predictions import SURFACE_FILES
 from bundle.quantification.burden import axial_wall
 from bundle.quantification.surface import (
     COORDINATE_SYSTEM,
@@ -25,8 +26,6 @@ from bundle.quantification.surface import (
     write_ply,
     write_vtk,
 )
-
-SURFACE_FILES = ("surface.vtk", "surface.ply", "surface.png")
 
 SURFACE_META = {
     "files": list(SURFACE_FILES), "coordinate_system": COORDINATE_SYSTEM, "taubin_iterations": TAUBIN_ITERATIONS,

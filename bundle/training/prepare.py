@@ -14,19 +14,31 @@ import logging
 from pathlib import Path
 
 from bundle.data.layouts import read_dataset
-from bundle.data.phantom.dataset import is_complete, synthesize_dataset
+from bundle.data.phantom.dataset import ensure_phantoms, phantom_settings
 from bundle.errors import DatasetError
+from bundle.ownership import check_outside_inputs, claim_folder
 from bundle.planning.planner import load_plan
 from bundle.planning.rules import DEFAULT_PROFILE
 from bundle.planning.run import plan_dataset
-from bundle.preprocessing.cache import cache_split
+from bundle.preprocessing.cache import CACHE_KIND, cache_split
 from bundle.training.distributed import main_process_first
 
 PREPARE_COMMAND = "python -m monai.bundle run prepare --config_file configs/train.yaml"
 """What makes a missing plan (``training`` runs it first by itself)."""
 
+OWN_DATASET_HINT = ("to train on this dataset, turn the phantoms off and give it its layout and a plan file of its own: "
+                    "--phantom#enabled false --layout <miccai2018|lascarqs2022|datalist> --plan_file plans/<name>.json "
+                    "(README: Training on your own dataset)")
+"""How to train on a folder that is not the bundle's phantoms (ends the refusal to synthesize over it)."""
+
 PREPARED_SPLITS = ("train", "validation")
 """Splits whose preprocessed scans ``prepare`` caches (the test split is cached when first evaluated)."""
+
+RUN_FOLDER_KINDS = {"ckpt_dir": "models", "output_dir": "training logs"}
+"""A training run's output folders (config keys) and the kind each is claimed as (:mod:`bundle.ownership`)."""
+
+TRACKING_FILES = ("config_*.json", "mlruns.db", "mlruns")
+"""What MONAI's experiment tracking (``--tracking mlflow``) writes into ``output_dir`` before the run starts."""
 
 logger = logging.getLogger(__name__)
 
@@ -35,21 +47,25 @@ def prepare_data(
     dataset_dir: str | Path,
     plan_file: str | Path,
     layout: str = "datalist",
-    phantom: dict | None = None,
+    phantom: object = None,
     planner_profile: str = DEFAULT_PROFILE,
 ) -> dict:
     """Return the plan for ``dataset_dir``, synthesizing the phantom data and planning when missing.
 
-    ``phantom`` (keys of :func:`bundle.data.phantom.dataset.synthesize_dataset`: ``n_patients``,
-    ``profile``, ``seed``) marks the dataset as the built-in phantom cohort; a real dataset that
-    is missing is an error naming the folder.
+    ``phantom`` (a config block with ``enabled`` and the keys of
+    :func:`bundle.data.phantom.dataset.synthesize_dataset`: ``n_patients``, ``profile``, ``seed``; see
+    :func:`~bundle.data.phantom.dataset.phantom_settings` for the ways to turn it off) makes the built-in phantom
+    cohort in ``dataset_dir`` when that folder is absent, empty or an unfinished phantom cohort. A folder holding
+    anything else (a real dataset) is never written: with the phantoms on it is an error that says how to train on
+    it; with them off it is read as ``layout``. The plan is written to ``plan_file`` (never inside a real dataset).
     """
     dataset_dir, plan_file = Path(dataset_dir), Path(plan_file)
-    if phantom is not None and not is_complete(dataset_dir):
-        logger.info("synthesizing the phantom dataset into %s", dataset_dir)
-        synthesize_dataset(dataset_dir, layout=layout, overwrite=True, **phantom)
+    settings = phantom_settings(phantom)
+    if settings is not None:
+        ensure_phantoms(dataset_dir, layout, settings, hint=OWN_DATASET_HINT)
     if not dataset_dir.exists():
         raise DatasetError(dataset_dir, "dataset folder not found")
+    check_outside_inputs(plan_file, [dataset_dir], "plan")
     if not plan_file.is_file():
         logger.info("planning %s into %s", dataset_dir, plan_file)
         return plan_dataset(dataset_dir, layout, name=plan_file.stem, out=plan_file, profile=planner_profile)
@@ -73,10 +89,12 @@ def prepared_plan(dataset_dir: str | Path, plan_file: str | Path, layout: str = 
     on_disk = {r["scan"] for r in read_dataset(dataset_dir, layout)}
     if planned != on_disk:
         missing, extra = sorted(planned - on_disk)[:5], sorted(on_disk - planned)[:5]
+        planned_root = plan.get("dataset", {}).get("root", "?")
         raise DatasetError(
             plan_file,
             f"plan does not match the scans in {dataset_dir} (planned but absent: {missing}, present but "
-            f"unplanned: {extra}); re-run jasgan-plan or delete the plan",
+            f"unplanned: {extra}); it is the plan of {planned_root}: give this dataset a plan file of its own "
+            "(--plan_file plans/<name>.json, which prepare makes), or re-plan it with jasgan-plan",
         )
     return plan
 
@@ -98,6 +116,7 @@ def prepare(
     def work() -> dict:
         plan = prepare_data(dataset_dir, plan_file, layout, phantom, planner_profile)
         if cache_dir is not None:
+            claim_folder(cache_dir, CACHE_KIND, inputs=[dataset_dir])
             for split in PREPARED_SPLITS:
                 cache_split(plan, split, dataset_dir, layout, cache_dir)
         logger.info("prepared %s: plan %s, cache %s", dataset_dir, plan_file, cache_dir)
@@ -106,14 +125,29 @@ def prepare(
     return main_process_first(work, lambda: prepared_plan(dataset_dir, plan_file, layout))
 
 
-def phantom_records(dataset_dir: str | Path, layout: str = "datalist", phantom: dict | None = None) -> list[dict]:
+def claim_run_folders(dataset_dir: str | Path, **folders: str | Path) -> None:
+    """Claim a training run's output folders (``ckpt_dir=...``, ``output_dir=...``: :data:`RUN_FOLDER_KINDS`) before
+    it writes: each absent, empty or the bundle's, and none inside a dataset the bundle did not write.
+
+    Raises:
+        ForeignPathError: naming the folder, before any training.
+    """
+    for key, folder in folders.items():
+        claim_folder(folder, RUN_FOLDER_KINDS.get(key, key), inputs=[dataset_dir],
+                     expected=TRACKING_FILES if key == "output_dir" else ())
+
+
+def phantom_records(dataset_dir: str | Path, layout: str = "datalist", phantom: object = None) -> list[dict]:
     """Every scan of a phantom cohort (e.g. an evaluation cohort no plan describes), synthesized first when the
-    folder holds no finished cohort; ``phantom`` has the keys of
-    :func:`bundle.data.phantom.dataset.synthesize_dataset` (``n_patients``, ``profile``, ``seed``)."""
+    folder is absent, empty or an unfinished phantom cohort (:func:`bundle.data.phantom.dataset.ensure_phantoms`);
+    ``phantom`` is a block as :func:`prepare_data`'s. A folder the bundle did not write is never replaced: with the
+    phantoms on it is an error, with them off it is read.
+    """
     dataset_dir = Path(dataset_dir)
-    if phantom is not None and not is_complete(dataset_dir):
-        logger.info("synthesizing the phantom cohort %s into %s", phantom, dataset_dir)
-        synthesize_dataset(dataset_dir, layout=layout, overwrite=True, **phantom)
+    settings = phantom_settings(phantom)
+    if settings is not None:
+        ensure_phantoms(dataset_dir, layout, settings,
+                        hint="to evaluate on this dataset, turn its phantoms off (e.g. --shifted_phantom#enabled false)")
     if not dataset_dir.exists():
         raise DatasetError(dataset_dir, "dataset folder not found")
     return read_dataset(dataset_dir, layout)

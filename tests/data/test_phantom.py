@@ -17,7 +17,17 @@ from scipy import ndimage
 from bundle.data.layouts import CSV_NAME, LAYOUTS, load_case, read_dataset
 from bundle.data.phantom import PROFILES, ScanSpec, cohort, generate_cohort, generate_scan, get_profile
 from bundle.data.phantom.atrium import WALL_MM, rasterise_atrium, sample_atrium
-from bundle.data.phantom.dataset import MANIFEST, is_complete, synthesize_dataset
+from bundle.data.phantom.dataset import (
+    MANIFEST,
+    PHANTOM_KIND,
+    ensure_phantoms,
+    is_complete,
+    is_phantom_folder,
+    phantom_settings,
+    synthesize_dataset,
+)
+from bundle.errors import ForeignPathError
+from bundle.ownership import folder_kind
 from bundle.data.phantom.generate import LA_MIN_FRACTION, SCAR_MIN_FRACTION, _scan_grid
 from bundle.data.phantom.intensity import BLOOD_POOL_MEAN, BLOOD_POOL_SD, TISSUE_MEANS, Acquisition
 from bundle.data.phantom.scar import POST_SCAR_FRACTION, PRE_SCAR_FRACTION, draw_scar
@@ -401,21 +411,62 @@ def test_layout_reads_back(written, generated):
             assert scar.sum() >= 0.5 * (original.label == 2).sum()
 
 
-def test_synthesize_refuses_a_non_empty_folder(tmp_path):
+def test_synthesize_never_replaces_a_folder_it_did_not_write(tmp_path):
+    """A folder with anything the generator did not write is refused, with or without overwrite, and left untouched;
+    the generator's own dataset (finished, or interrupted: marker but no manifest) is replaced only with overwrite."""
     out = tmp_path / "data"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ForeignPathError, match="did not write") as raised:
+            synthesize_dataset(out, n_patients=1, profile=TINY, overwrite=overwrite)
+        assert str(out) in str(raised.value)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    # a phantom.json of someone else's is not the generator's manifest
+    (out / MANIFEST).write_text('{"generator": "my own tool"}')
+    with pytest.raises(ForeignPathError):
+        synthesize_dataset(out, n_patients=1, profile=TINY, overwrite=True)
+    assert not is_complete(out) and (out / "keep.txt").read_text() == "mine"
+
+    # an empty existing folder is fine without overwrite; the result is marked as the generator's
+    mine = tmp_path / "empty"
+    mine.mkdir()
+    assert synthesize_dataset(mine, n_patients=1, profile=TINY)["n_scans"] == len(cohort(1))
+    assert folder_kind(mine) == PHANTOM_KIND and is_complete(mine)
     with pytest.raises(FileExistsError, match="overwrite"):
-        synthesize_dataset(out, n_patients=1, profile=TINY)
-    assert (out / "keep.txt").read_text() == "mine" and not is_complete(out)
-    manifest = synthesize_dataset(out, n_patients=1, profile=TINY, overwrite=True)
-    assert not (out / "keep.txt").exists()
-    assert is_complete(out) and manifest["n_scans"] == len(cohort(1))
-    assert (out / "dataset.json").is_file()
-    # an empty existing folder is fine without overwrite
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert synthesize_dataset(empty, n_patients=1, profile=TINY)["n_scans"] == len(cohort(1))
+        synthesize_dataset(mine, n_patients=1, profile=TINY)
+    (mine / MANIFEST).unlink()  # as a run killed before its manifest leaves it
+    assert not is_complete(mine) and is_phantom_folder(mine)
+    manifest = synthesize_dataset(mine, n_patients=2, profile=TINY, overwrite=True)
+    assert is_complete(mine) and manifest["n_scans"] == len(cohort(2))
+
+
+def test_phantom_settings_turn_off_in_every_form_a_user_types():
+    block = {"n_patients": 3, "profile": TINY, "seed": 0}
+    assert phantom_settings(block) == block and phantom_settings({**block, "enabled": True}) == block
+    for off in (None, False, "null", "None", "none", "false", "", {**block, "enabled": False},
+                {**block, "enabled": "false"}, {**block, "enabled": "False"}, {**block, "enabled": "off"}):
+        assert phantom_settings(off) is None, off
+    for bad in ("yes please", 3, {"n_patient": 3}, {**block, "enabled": "maybe"}, True):
+        with pytest.raises(ValueError):
+            phantom_settings(bad)
+
+
+def test_ensure_phantoms_keeps_a_finished_cohort_and_refuses_a_real_dataset(tmp_path, caplog):
+    block = {"n_patients": 1, "profile": TINY, "seed": 0}
+    out = tmp_path / "phantom"
+    assert ensure_phantoms(out, "datalist", block) is True and is_complete(out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert ensure_phantoms(out, "datalist", {**block, "seed": 5}) is False  # kept, with a warning
+    assert "other settings" in caplog.text
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    real = tmp_path / "real"
+    (real / "Training Set" / "CASE01").mkdir(parents=True)
+    (real / "Training Set" / "CASE01" / "lgemri.nrrd").write_bytes(b"scan")
+    with pytest.raises(ForeignPathError, match="train on it"):
+        ensure_phantoms(real, "miccai2018", block, hint="to train on it, turn the phantoms off")
+    assert [p.relative_to(real).as_posix() for p in real.rglob("*")] == [
+        "Training Set", "Training Set/CASE01", "Training Set/CASE01/lgemri.nrrd"]
 
 
 def test_synthesize_rejects_unknown_names_before_writing(tmp_path):

@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from bundle.data.io import read_image, same_geometry
 from bundle.data.layouts import load_case, write_dataset
-from bundle.data.predictions import read_prediction, write_prediction
+from bundle.data.predictions import PREDICTION_KIND, read_prediction, write_prediction
 from bundle.data.toolkit import kmeans_scar, toolkit_wall
 from bundle.data.wall import derived_wall
 from bundle.evaluation.baselines import (
@@ -28,6 +28,7 @@ from bundle.evaluation.baselines import (
     scar_masks,
     sd_scar,
 )
+from bundle.ownership import claim_folder
 from bundle.planning.split import split_records
 from bundle.quantification.burden import quantify
 
@@ -284,7 +285,8 @@ def test_la_from_a_prediction_folder(batch, tmp_path):
     pred_dir = tmp_path / "pred"
     write_prediction(pred_dir, have, predicted, np.zeros_like(predicted), reference)
     out = tmp_path / "out"
-    (out / "3sd" / missing).mkdir(parents=True)  # an older result of the scan that now fails
+    claim_folder(out / "3sd", PREDICTION_KIND)  # an earlier run's folder, with an older result of the scan that now fails
+    (out / "3sd" / missing).mkdir()
     rows = run_baselines(root, "datalist", root.parent / "tiny.json", out, methods=["3sd", "iir1.2"],
                          la_from=pred_dir)
     pool, wall = la_regions(predicted, case)

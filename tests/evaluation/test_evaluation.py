@@ -16,7 +16,7 @@ from scipy import stats
 
 from bundle.data.case import Case
 from bundle.data.layouts import load_case, read_dataset
-from bundle.data.predictions import write_prediction
+from bundle.data.predictions import write_prediction, write_report
 from bundle.evaluation.comparison import compare_folders, method_slug, read_metrics_csv
 from bundle.evaluation.evaluate import METRIC_COLUMNS, agreement, evaluate_case, evaluate_predictions, extreme_cases
 from bundle.quantification.burden import quantify
@@ -159,6 +159,17 @@ def test_evaluate_predictions_writes_metrics_summary_and_plots(tiny_dataset, tmp
     assert extremes["worst"]["scar_dsc"] == min(dsc)
     for name in pngs:
         assert (tmp_path / "eval" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scans_where_stage_1_found_no_la_are_scored_and_drawn_as_empty(tiny_dataset, tmp_path):
+    """Every scan no_la (a barely trained localiser): scored as empty predictions, overlays drawn, nothing fails."""
+    root, _ = tiny_dataset
+    records = read_dataset(root, "datalist")[:2]
+    write_report([{"scan": r["scan"], "status": "no_la", "stage1": "none"} for r in records], tmp_path / "pred")
+    summary = evaluate_predictions(tmp_path / "pred", records, tmp_path / "eval")
+    assert summary["n_failed"] == 0 and summary["metrics"]["all"]["la_dsc"]["mean"] == 0.0
+    assert summary["no_la"] == [r["scan"] for r in records]
+    assert len(list((tmp_path / "eval").glob("overlay_*.png"))) == 2
 
 
 def test_a_prediction_on_another_grid_fails_that_case_only(tiny_dataset, tmp_path):

@@ -13,13 +13,21 @@ from conftest import MICCAI_SPACING
 
 from bundle.data.io import orientation_code, read_image, same_geometry
 from bundle.data.layouts import read_dataset
-from bundle.data.predictions import LA_FILE, PROBABILITY_FILES, SCAR_FILE, drop_stale, write_prediction
+from bundle.data.predictions import (
+    LA_FILE,
+    PREDICTION_KIND,
+    PROBABILITY_FILES,
+    SCAR_FILE,
+    drop_stale,
+    write_prediction,
+)
 from bundle.errors import DatasetError
 from bundle.inference.localizer import Localizer
 from bundle.inference.scans import scan_records
 from bundle.inference.segmenter import BatchSegmenter, Segmenter, plan_orientation, segment_scans
 from bundle.networks import CascadeNet
 from bundle.networks.weights import load_model
+from bundle.ownership import MARKER, claim_folder
 from bundle.preprocessing.image import normalize
 from bundle.quantification.burden import quantify
 
@@ -172,7 +180,8 @@ def test_a_bad_scan_is_reported_and_the_others_are_written(tmp_path, plan):
     (scans / "b.nii.gz").write_bytes(data[: len(data) // 2])  # truncated
     (scans / "notes.txt").write_text("not a scan")
     out = tmp_path / "out"
-    (out / "b").mkdir(parents=True)  # an older prediction of b must not survive its failure
+    claim_folder(out, PREDICTION_KIND)  # an earlier run's folder, whose older prediction of b must not survive its failure
+    (out / "b").mkdir()
     (out / "b" / LA_FILE).write_bytes(b"old")
     runner = BatchSegmenter(scan_records(scans), Segmenter(threshold_net(plan, array), plan), out,
                             meta={"model": "threshold"})
@@ -184,7 +193,7 @@ def test_a_bad_scan_is_reported_and_the_others_are_written(tmp_path, plan):
     assert (out / "a" / LA_FILE).is_file() and (out / "c" / SCAR_FILE).is_file() and not (out / "b").exists()
     report = json.loads((out / "report.json").read_text())
     assert report["n_failed"] == 1 and report["meta"]["model"] == "threshold"
-    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MARKER]  # no temporary leftovers
     all_bad = BatchSegmenter([{"scan": "b", "image": str(scans / "b.nii.gz")}], runner.segmenter, tmp_path / "bad")
     with pytest.raises(RuntimeError, match="no scan could be segmented"):
         all_bad.run()
@@ -395,7 +404,8 @@ def test_no_la_found_is_its_own_status_with_the_reason(tmp_path, tiny_dataset):
     array = whole_array()
     write_scan(array, tmp_path / "scan.nii.gz")
     out = tmp_path / "out"
-    (out / "scan").mkdir(parents=True)
+    claim_folder(out, PREDICTION_KIND)
+    (out / "scan").mkdir()
     (out / "scan" / LA_FILE).write_bytes(b"older masks")
     runner = BatchSegmenter(scan_records(tmp_path), two_stage_segmenter(plan, array, level_scale=100.0), out)
     (row,) = runner.run()  # not an error for the batch

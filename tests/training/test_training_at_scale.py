@@ -126,7 +126,7 @@ def test_two_processes_train_identical_models_and_only_rank_0_writes(tmp_path):
     models, runs = tmp_path / "models", tmp_path / "runs"
     assert sorted(p.name for p in models.iterdir()) == sorted([
         "checkpoint_epoch=2.pt", "checkpoint_final.pt", "discriminator.pt", "discriminator.ts", "localizer.pt",
-        "localizer.ts", "model.pt", "model.ts"])
+        "localizer.ts", "model.pt", "model.ts", ".jasgan-bundle.json"])  # the marker: rank 0 claimed the folder
     events = list(runs.glob("events.out.tfevents.*"))
     assert len(events) == 3 and len({p.name.split(".")[-2] for p in events}) == 1, "TensorBoard from one process"
     saved = torch.load(models / "checkpoint_final.pt", weights_only=True)

@@ -6,26 +6,119 @@ import json
 import logging
 import multiprocessing
 import os
-import shutil
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
+from bundle.atomic import atomic_write_text
 from bundle.data.layouts import LAYOUTS, write_case, write_index
 from bundle.data.phantom.generate import ScanSpec, cohort, generate_scan
 from bundle.data.phantom.profiles import Profile, get_profile
+from bundle.errors import ForeignPathError
+from bundle.ownership import folder_kind, replace_folder
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "phantom.json"
-"""Written last: a phantom dataset without it is incomplete and is rebuilt or refused."""
+"""Written last: a phantom dataset without it is unfinished (and may be replaced by the bundle)."""
+
+GENERATOR = "bundle.data.phantom"
+"""The manifest's ``generator``."""
+
+PHANTOM_KIND = "phantom dataset"
+"""The kind of folder (:mod:`bundle.ownership`) the phantom generator writes; claimed before the first scan."""
+
+SETTINGS = ("n_patients", "profile", "seed")
+"""What a ``phantom`` config block may set (besides ``enabled``)."""
+
+_OFF = {"", "none", "null", "false", "no", "off", "0"}
+_ON = {"true", "yes", "on", "1"}
+
+
+def read_manifest(out: str | Path) -> dict | None:
+    """The phantom generator's manifest of ``out`` (None when absent or not the generator's)."""
+    try:
+        document = json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return document if isinstance(document, dict) and document.get("generator") == GENERATOR else None
 
 
 def is_complete(out: str | Path) -> bool:
-    """Whether ``out`` holds a finished phantom dataset (its manifest exists)."""
-    return (Path(out) / MANIFEST).is_file()
+    """Whether ``out`` holds a finished phantom dataset (the generator's manifest exists)."""
+    return read_manifest(out) is not None
+
+
+def is_phantom_folder(out: str | Path) -> bool:
+    """Whether the phantom generator wrote ``out``: its marker (also left by an interrupted run) or a finished
+    manifest (datasets written before markers existed)."""
+    return folder_kind(out) == PHANTOM_KIND or is_complete(out)
+
+
+def _switch(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _ON:
+        return True
+    if text in _OFF:
+        return False
+    raise ValueError(f"{what} must be true or false, got {value!r}")
+
+
+def phantom_settings(phantom: object) -> dict | None:
+    """The synthesis settings of a config's ``phantom`` block, or None when the phantoms are off.
+
+    Off: ``enabled: false`` (``--phantom#enabled false`` on the command line), ``phantom: null`` in the YAML, or the
+    strings a command line passes for it (``null``, ``None``, ``false``, ...). A block without ``enabled`` is on.
+
+    Raises:
+        ValueError: an unknown key or a value that is neither a block nor off.
+    """
+    if phantom is None or isinstance(phantom, bool):
+        if phantom is True:
+            raise ValueError("phantom: true names no settings; give n_patients, profile and seed")
+        return None
+    if isinstance(phantom, str):
+        if phantom.strip().lower() in _OFF:
+            return None
+        raise ValueError(f"phantom must be a block of {', '.join(SETTINGS)} (and enabled), or null; got {phantom!r}")
+    if not isinstance(phantom, Mapping):
+        raise ValueError(f"phantom must be a block of {', '.join(SETTINGS)} (and enabled), or null; got {phantom!r}")
+    unknown = sorted(set(phantom) - {*SETTINGS, "enabled"})
+    if unknown:
+        raise ValueError(f"phantom: unknown settings {unknown}; known: enabled, {', '.join(SETTINGS)}")
+    if not _switch(phantom.get("enabled", True), "phantom#enabled"):
+        return None
+    return {k: phantom[k] for k in SETTINGS if k in phantom}
+
+
+def ensure_phantoms(out: str | Path, layout: str, settings: Mapping, hint: str = "") -> bool:
+    """Synthesize the phantom cohort ``settings`` into ``out`` unless a finished one is there; returns whether it
+    synthesized. Only an absent or empty folder, or one the generator wrote (an interrupted run), is written.
+
+    Raises:
+        ForeignPathError: ``out`` holds anything else (a real dataset): nothing is changed; ``hint`` says what to do.
+    """
+    out = Path(out)
+    found = read_manifest(out)
+    if found is not None:
+        asked = {"layout": layout, **settings}
+        differs = {k: (found.get(k), v) for k, v in asked.items() if found.get(k) != v}
+        if differs:
+            logger.warning("%s holds phantoms of other settings (found, asked: %s); they are kept: choose another "
+                           "dataset_dir for new ones", out, differs)
+        return False
+    if out.is_dir() and any(out.iterdir()) and not is_phantom_folder(out):
+        raise ForeignPathError(out, "holds files the bundle did not write (no phantom manifest): the phantom generator "
+                                    "writes only into an absent or empty folder, or over phantoms it wrote, so "
+                                    f"nothing was changed{'; ' + hint if hint else ''}")
+    logger.info("synthesizing the phantom dataset into %s", out)
+    synthesize_dataset(out, layout=layout, overwrite=True, **settings)
+    return True
 
 
 PARALLEL_MIN_VOXELS = 2_000_000
@@ -62,9 +155,10 @@ def synthesize_dataset(
 ) -> dict:
     """Generate ``n_patients`` phantom patients (pre and/or post scans) and write them to ``out``.
 
-    Refuses to write into a non-empty folder unless ``overwrite``. The manifest
-    ``phantom.json`` (profile, seed, scans, timing) is written last, so an interrupted run is
-    recognisable. Returns the manifest. ``workers`` processes generate and write scans side by side
+    Writes into an absent or empty folder; with ``overwrite``, also replaces a phantom dataset the generator wrote
+    (finished or interrupted); never anything else (:class:`~bundle.errors.ForeignPathError`). The folder is claimed
+    with the bundle's marker before the first scan, and the manifest ``phantom.json`` (profile, seed, scans, timing)
+    is written last, so an interrupted run is recognisable. Returns the manifest. ``workers`` processes generate and write scans side by side
     (default: one per core for whole scans, none for the small test profiles); every scan is drawn from
     its own seeded stream, so the dataset does not depend on it.
     """
@@ -72,11 +166,10 @@ def synthesize_dataset(
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     prof = get_profile(profile)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out}: folder is not empty; pass overwrite=True to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and is_phantom_folder(out) and not overwrite:
+        raise FileExistsError(f"{out}: holds a phantom dataset already; pass overwrite=True to replace it")
+    replace_folder(out, PHANTOM_KIND, recognise=is_complete,
+                   hint="phantoms are written into an absent or empty folder, or over phantoms the bundle wrote")
     specs = cohort(n_patients, seed)
     names = [f"train_{i}" if layout == "lascarqs2022" else s.scan for i, s in enumerate(specs, 1)]
     workers = _default_workers(prof, len(specs)) if workers is None else max(1, int(workers))
@@ -91,7 +184,7 @@ def synthesize_dataset(
             records = _collect(pool.map(_write_scan, *zip(*jobs)), specs)
     write_index(records, out, layout)
     manifest = {
-        "generator": "bundle.data.phantom",
+        "generator": GENERATOR,
         "profile": prof.name,
         "layout": layout,
         "seed": seed,
@@ -103,7 +196,7 @@ def synthesize_dataset(
         "workers": workers,
         "scans": [s.scan for s in specs],
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
