@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,38 @@ def tiny_dataset(tmp_path_factory) -> tuple[Path, dict]:
     synthesize_dataset(root, n_patients=3, profile="tiny", layout="datalist", seed=0)
     plan = plan_dataset(root, "datalist", name="tiny", out=root.parent / "tiny.json", profile="cpu")
     return root, plan
+
+
+def real_looking_dataset(root: Path, layout: str, n_patients: int = 3, profile: str = "tinyfov") -> Path:
+    """A dataset in ``layout`` as its users hold it, with nothing of the bundle's in it (no phantom manifest, no
+    marker, no extra files), made from phantoms: the 2018 challenge's ``Training Set/<20-character id>/lgemri.nrrd``
+    and ``laendo.nrrd`` (255 = cavity; no wall, no CSV), LAScarQS 2022's ``train_data/train_N/`` with its three NIfTI
+    files, or a datalist of an in-house cohort (``dataset.json``, ``imagesTr/``, ``labelsTr/``). Returns ``root``
+    (which must not exist)."""
+    from bundle.data.phantom.dataset import synthesize_dataset
+
+    build = root.parent / f".{root.name}-build"
+    synthesize_dataset(build, n_patients=n_patients, profile=profile, layout=layout, seed=3)
+    if layout == "miccai2018":
+        for i, case in enumerate(sorted((build / "Training Set").iterdir())):
+            ident = hashlib.sha1(case.name.encode()).hexdigest()[:20].upper()
+            (root / "Training Set" / ident).mkdir(parents=True)
+            for name in ("lgemri.nrrd", "laendo.nrrd"):
+                shutil.copyfile(case / name, root / "Training Set" / ident / name)
+    elif layout == "lascarqs2022":
+        for case in sorted(p for p in build.iterdir() if p.name.startswith("train_")):
+            shutil.copytree(case, root / "train_data" / case.name)
+    else:
+        for folder in ("imagesTr", "labelsTr"):
+            shutil.copytree(build / folder, root / folder)
+        datalist = json.loads((build / "dataset.json").read_text())
+        datalist["name"] = "In-house LGE cohort"
+        (root / "dataset.json").write_text(json.dumps(datalist, indent=1))
+    shutil.rmtree(build)
+    return root
+
+
+def tree_snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` (hidden ones too): the SHA-1 of each file's bytes, ``dir`` for folders."""
+    return {p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
