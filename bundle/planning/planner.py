@@ -243,6 +243,129 @@ def decide_resampling(fingerprint: dict, target: Sequence[float]) -> dict:
     )
 
 
+def _rad(degrees: float) -> float:
+    return round(math.radians(degrees), 6)
+
+
+def _pair(lo: float, hi: float) -> list[float]:
+    return [round(float(lo), 6), round(float(hi), 6)]
+
+
+def nnunet_rotation_2d_deg(patch: Sequence[int]) -> float:
+    """nnU-Net's rotation range (degrees) for a 2D ``patch``: +-180, or +-15 for a patch more elongated than
+    ``AUG_ELONGATED_PATCH_RATIO`` (``configure_rotation_dummyDA_mirroring_and_inital_patch_size``)."""
+    elongated = max(patch) / min(patch) > R.AUG_ELONGATED_PATCH_RATIO
+    return R.AUG_ROTATION_2D_ELONGATED_DEG if elongated else R.AUG_ROTATION_2D_DEG
+
+
+def is_dummy_2d(patch_zyx: Sequence[int]) -> bool:
+    """Whether nnU-Net augments a 3D ``patch_zyx`` slice by slice ("dummy 2D"): its largest side is more than
+    ``AUG_ANISOTROPY_THRESHOLD`` times its first (through-plane) side."""
+    return max(patch_zyx) / patch_zyx[0] > R.AUG_ANISOTROPY_THRESHOLD
+
+
+def _scaling() -> dict:
+    """nnU-Net's isotropic scaling as RandZoomd's zoom, the inverse of nnU-Net's grid scale (``AUG_SCALING_*``)."""
+    return {"prob": R.AUG_SCALING_PROB, "zoom_range": _pair(1 / R.AUG_SCALING_RANGE[1], 1 / R.AUG_SCALING_RANGE[0])}
+
+
+def _low_res_prob(dummy_2d: bool = False) -> float:
+    """nnU-Net's chance of simulated low resolution for one channel; 0 under dummy 2D (``AUG_LOW_RES_*``)."""
+    return 0.0 if dummy_2d else round(R.AUG_LOW_RES_PROB * R.AUG_LOW_RES_P_PER_CHANNEL, 6)
+
+
+def _intensity_augmentation(low_res_prob: float) -> dict:
+    """nnU-Net's intensity augmentation as MONAI parameters (rules ``AUG_NOISE_*`` ... ``AUG_GAMMA_*``)."""
+    gamma = _pair(*R.AUG_GAMMA_RANGE)
+    return {
+        "noise": {"prob": R.AUG_NOISE_PROB, "std": R.AUG_NOISE_STD_RANGE[1]},
+        "blur": {"prob": round(R.AUG_BLUR_PROB * R.AUG_BLUR_P_PER_CHANNEL, 6),
+                 "sigma_range": _pair(*R.AUG_BLUR_SIGMA_RANGE)},
+        "brightness": {"prob": R.AUG_BRIGHTNESS_PROB, "factors": _pair(*(m - 1 for m in R.AUG_BRIGHTNESS_RANGE))},
+        "contrast": {"prob": R.AUG_CONTRAST_PROB, "factors": _pair(*(m - 1 for m in R.AUG_CONTRAST_RANGE))},
+        "low_resolution": {"prob": low_res_prob, "zoom_range": _pair(*R.AUG_LOW_RES_ZOOM_RANGE)},
+        "inverted_gamma": {"prob": R.AUG_INVERTED_GAMMA_PROB, "gamma": gamma},
+        "gamma": {"prob": R.AUG_GAMMA_PROB, "gamma": gamma},
+    }
+
+
+def _stage2_augmentation(patch: Sequence[int]) -> dict:
+    """Stage 2 (2D patches [H, W]): nnU-Net's 2D rules, rotation capped by ``AUG_ORIENTED_MAX_ROTATION_DEG``."""
+    sigma = sum(R.AUG_ELASTIC_SIGMA_RANGE) / 2
+    field_std = R.AUG_ELASTIC_ALPHA_2D[1] / (math.sqrt(3) * 2 * math.sqrt(math.pi) * sigma)
+    return {
+        "spatial_dims": 2,
+        "rotation": {"prob": R.AUG_ROTATION_PROB,
+                     "in_plane_rad": _rad(min(nnunet_rotation_2d_deg(patch), R.AUG_ORIENTED_MAX_ROTATION_DEG))},
+        "scaling": _scaling(),
+        "elastic": {"prob": R.AUG_ELASTIC_PROB, "spacing_px": round(2 * sigma, 6),
+                    "magnitude_range_px": _pair(0.0, field_std)},
+        **_intensity_augmentation(_low_res_prob()),
+        "mirror": {"prob": R.AUG_MIRROR_PROB, "axes": [0, 1] if R.AUG_MIRROR else []},
+    }
+
+
+def _stage1_augmentation(patch_zyx: Sequence[int]) -> dict:
+    """Stage 1 (3D patches (z, y, x)): nnU-Net's 3D rules with its dummy-2D case, rotation capped by
+    ``AUG_ORIENTED_MAX_ROTATION_DEG``; no low-resolution simulation under dummy 2D (``AUG_LOW_RES_ZOOM_RANGE``)."""
+    dummy = is_dummy_2d(patch_zyx)
+    in_plane = R.AUG_ROTATION_DUMMY_2D_DEG if dummy else R.AUG_ROTATION_3D_DEG
+    out_of_plane = 0.0 if dummy else R.AUG_ROTATION_3D_DEG
+    return {
+        "spatial_dims": 3,
+        "dummy_2d": dummy,
+        "rotation": {"prob": R.AUG_ROTATION_PROB,
+                     "in_plane_rad": _rad(min(in_plane, R.AUG_ORIENTED_MAX_ROTATION_DEG)),
+                     "out_of_plane_rad": _rad(min(out_of_plane, R.AUG_ORIENTED_MAX_ROTATION_DEG))},
+        "scaling": _scaling(),
+        "elastic": {"prob": R.AUG_ELASTIC_PROB, "sigma_range": _pair(*R.AUG_ELASTIC_SIGMA_RANGE),
+                    "magnitude_range": _pair(*R.AUG_ELASTIC_ALPHA_3D)},
+        **_intensity_augmentation(_low_res_prob(dummy)),
+        "mirror": {"prob": R.AUG_MIRROR_PROB, "axes": [0, 1, 2] if R.AUG_MIRROR else []},
+    }
+
+
+def decide_augmentation(patch: Sequence[int], localizer_patch: Sequence[int]) -> dict:
+    """Training augmentation of stage 2 (2D ``patch`` [H, W]) and stage 1 (3D ``localizer_patch`` (z, y, x)):
+    nnU-Net v2's defaults (``nnUNetTrainer.get_training_transforms``) as MONAI parameters (rules ``AUG_*``)."""
+    stage2, stage1 = _stage2_augmentation(patch), _stage1_augmentation(localizer_patch)
+    nn2d = nnunet_rotation_2d_deg(patch)
+    nn3d = R.AUG_ROTATION_DUMMY_2D_DEG if stage1["dummy_2d"] else R.AUG_ROTATION_3D_DEG
+    elastic = f"elastic deformation (p {R.AUG_ELASTIC_PROB:g})" if R.AUG_ELASTIC_PROB else "no elastic deformation"
+    mirror = (f"flipped along every axis (p {R.AUG_MIRROR_PROB:g} each)" if R.AUG_MIRROR
+              else "nothing is mirrored: the LA's side is anatomy here")
+    reason = (
+        f"nnU-Net's defaults: rotation (p {R.AUG_ROTATION_PROB:g}) and isotropic scaling by "
+        f"{list(R.AUG_SCALING_RANGE)} (p {R.AUG_SCALING_PROB:g}), {elastic}, Gaussian noise, blur, brightness, "
+        "contrast, low resolution, gamma of the inverted and of the plain image, in its order, on the normalised "
+        "patch. nnU-Net would rotate the "
+        f"{patch[0]}x{patch[1]} stage-2 patch by +-{nn2d:g} degrees and the {list(localizer_patch)} stage-1 patch by "
+        f"+-{nn3d:g} degrees " + ("in-plane only (dummy 2D: anisotropic patch)" if stage1["dummy_2d"] else
+                                  "about every axis")
+        + f"; every scan is turned to the plan's orientation, so rotations stay within "
+        f"+-{R.AUG_ORIENTED_MAX_ROTATION_DEG:g} degrees and {mirror}."
+    )
+    if stage1["dummy_2d"]:
+        reason += " The stage-1 patch is anisotropic: no low resolution is simulated (MONAI would coarsen z too)."
+    return _decision(
+        {"stage2": stage2, "stage1": stage1},
+        "nnU-Net v2 nnUNetTrainer.get_training_transforms as MONAI parameters: AUG_ROTATION_PROB, rotation = "
+        f"min(nnU-Net's range, AUG_ORIENTED_MAX_ROTATION_DEG={R.AUG_ORIENTED_MAX_ROTATION_DEG:g}) in radians with "
+        f"nnU-Net's range = AUG_ROTATION_2D_DEG={R.AUG_ROTATION_2D_DEG:g} (AUG_ROTATION_2D_ELONGATED_DEG="
+        f"{R.AUG_ROTATION_2D_ELONGATED_DEG:g} when max(patch) / min(patch) > AUG_ELONGATED_PATCH_RATIO="
+        f"{R.AUG_ELONGATED_PATCH_RATIO:g}) in 2D, AUG_ROTATION_3D_DEG={R.AUG_ROTATION_3D_DEG:g} about every axis in 3D "
+        f"or AUG_ROTATION_DUMMY_2D_DEG={R.AUG_ROTATION_DUMMY_2D_DEG:g} in-plane only when max(patch) / patch[0] > "
+        f"AUG_ANISOTROPY_THRESHOLD={R.AUG_ANISOTROPY_THRESHOLD:g}; zoom = 1 / AUG_SCALING_RANGE; AUG_ELASTIC_* (v1's "
+        "sigma and alpha); prob = AUG_*_PROB (x AUG_*_P_PER_CHANNEL for blur and low resolution, the latter 0 under "
+        f"dummy 2D); factors = AUG_BRIGHTNESS_RANGE / AUG_CONTRAST_RANGE - 1; mirror axes: every axis if AUG_MIRROR "
+        f"(={R.AUG_MIRROR}) else none, AUG_MIRROR_PROB each",
+        reason,
+        patch_size=list(patch),
+        localizer_patch_size=list(localizer_patch),
+        nnunet_rotation_deg={"stage2": nn2d, "stage1": nn3d},
+    )
+
+
 def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
     """The decisions for a dataset fingerprint (from ``fingerprint_dataset``) and a profile, one function each."""
     _profile_settings(profile)
@@ -255,6 +378,7 @@ def plan_decisions(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
     decisions["localizer"] = decide_localizer(fingerprint, profile)
     decisions["roi"] = decide_roi(fingerprint, decisions)
     decisions["resampling"] = decide_resampling(fingerprint, decisions["target_spacing"]["value"])
+    decisions["augmentation"] = decide_augmentation(patch, decisions["localizer"]["value"]["patch_size"])
     return decisions
 
 
@@ -370,8 +494,12 @@ def replan(plan: dict, profile: str, name: str | None = None) -> dict:
 
 
 def decision_values(plan: dict) -> dict:
-    """``{decision name: value}`` of a plan, for configs that only need the numbers."""
-    return {k: d["value"] for k, d in plan["decisions"].items()}
+    """``{decision name: value}`` of a plan, for configs that only need the numbers. A plan written before a later
+    decision existed gets that decision's default from its other decisions (``augmentation`` from the two patches)."""
+    values = {k: d["value"] for k, d in plan["decisions"].items()}
+    if "augmentation" not in values:
+        values["augmentation"] = decide_augmentation(values["patch_size"], values["localizer"]["patch_size"])["value"]
+    return values
 
 
 def is_plan_file(path: str | Path) -> bool:

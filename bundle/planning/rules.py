@@ -175,6 +175,144 @@ CLIP_BY_DEFAULT = False
 """... but off by default: bright scar is the signal, and clipping would flatten its upper tail."""
 
 # --------------------------------------------------------------------------------------------
+# Training augmentation (nnU-Net v2's defaults: nnUNetTrainer.get_training_transforms and
+# configure_rotation_dummyDA_mirroring_and_inital_patch_size), as MONAI transforms
+# --------------------------------------------------------------------------------------------
+
+AUG_ROTATION_PROB = 0.2
+"""Chance that a training patch is rotated (nnU-Net's SpatialTransform ``p_rotation=0.2``); when it is, every axis of
+the block's rotation gets its own angle (``p_rot_per_axis=1``), as MONAI's RandRotated draws one per range."""
+
+AUG_ROTATION_2D_DEG = 180.0
+"""nnU-Net's rotation range for 2D patches whose long side is at most AUG_ELONGATED_PATCH_RATIO times the short one
+(+-180 degrees) ..."""
+
+AUG_ROTATION_2D_ELONGATED_DEG = 15.0
+"""... and for more elongated 2D patches (+-15 degrees) ..."""
+
+AUG_ELONGATED_PATCH_RATIO = 1.5
+"""... with this ratio of the patch's sides as the limit."""
+
+AUG_ROTATION_3D_DEG = 30.0
+"""nnU-Net's rotation range for 3D patches, about each of the three axes (+-30 degrees) ..."""
+
+AUG_ROTATION_DUMMY_2D_DEG = 180.0
+"""... and, for an anisotropic 3D patch ("dummy 2D" augmentation), in-plane only (+-180 degrees)."""
+
+AUG_ANISOTROPY_THRESHOLD = 3.0
+"""A 3D patch gets nnU-Net's dummy-2D augmentation (spatial transforms in-plane only, no low-resolution simulation
+through the slices) when its largest side is more than this many times its first, through-plane side (nnU-Net's
+``ANISO_THRESHOLD = 3`` on ``max(patch_size) / patch_size[0]``)."""
+
+AUG_ORIENTED_MAX_ROTATION_DEG = 30.0
+"""Deviation from nnU-Net: every rotation range is capped at +-30 degrees. nnU-Net knows nothing of a dataset's
+anatomy and rotates 2D patches by up to +-180 degrees; here every scan is turned to the plan's orientation before
+either stage sees it, so the LA always lies posterior, with the aorta, the right atrium and the spine on known
+sides, and a network that may rely on that tells the LA from the other blood pools more easily. What varies between
+real scans is the heart's axis and an oblique acquisition: a few tens of degrees, nnU-Net's own 3D range."""
+
+AUG_SCALING_PROB = 0.2
+"""Chance that a patch is scaled (nnU-Net's ``p_scaling=0.2``) ..."""
+
+AUG_SCALING_RANGE = (0.7, 1.4)
+"""... by a factor s drawn from this range, one for all axes (``p_synchronize_scaling_across_axes=1``); nnU-Net's s
+scales the sampling grid (s > 1: smaller anatomy), so MONAI's RandZoomd gets the zoom 1 / s, in
+(1 / 1.4, 1 / 0.7). RandZoomd with one zoom range zooms every axis alike, which RandAffined cannot (its scale is drawn
+per axis). Deviations: rotation and scaling are two resamplings (RandRotated, RandZoomd) where nnU-Net's
+SpatialTransform does one; both fire together for 4 % of the patches. nnU-Net crops a larger patch first so that a
+rotated or shrunk patch has data in its corners; here the patch itself is transformed and its corners are padded
+(stage 2: zeros, the mean of the ROI-z-scored image; stage 1: the border, as the coarse scan is padded). Labels are
+resampled with nearest neighbour, where nnU-Net interpolates each label's one-hot map linearly and takes the largest:
+the same labels, with slightly blockier edges."""
+
+AUG_ELASTIC_PROB = 0.0
+"""Elastic deformation is off in nnU-Net v2 (``p_elastic_deform=0``); a plan edited to turn it on gets MONAI's
+Rand2DElasticd (stage 2) or Rand3DElasticd (stage 1) with nnU-Net v1's parameters below."""
+
+AUG_ELASTIC_SIGMA_RANGE = (9.0, 13.0)
+"""nnU-Net v1's ``elastic_deform_sigma``: a uniform(-1, 1) displacement field smoothed by a Gaussian of this sigma
+(voxels) ..."""
+
+AUG_ELASTIC_ALPHA_2D = (0.0, 200.0)
+"""... and scaled by ``elastic_deform_alpha`` drawn from this range for 2D (v1's default_2D_augmentation_params) ...
+"""
+
+AUG_ELASTIC_ALPHA_3D = (0.0, 900.0)
+"""... and from this range for 3D (v1's default_3D_augmentation_params). MONAI's Rand3DElasticd does exactly this
+(``sigma_range``, ``magnitude_range``). Rand2DElasticd instead draws N(0, magnitude^2) offsets on control points
+every ``spacing`` pixels: the planner puts the control points 2 * mid sigma apart (about the correlation length of
+the smoothed field) and draws the magnitude up to the field's standard deviation for the largest alpha and the mid
+sigma, alpha / (sqrt(3) * 2 * sqrt(pi) * sigma) pixels (a Gaussian of sigma s keeps 1 / (4 pi s^2) of white noise's
+variance in 2D; uniform(-1, 1) has variance 1/3)."""
+
+AUG_NOISE_PROB = 0.1
+"""Chance of additive Gaussian noise (nnU-Net's GaussianNoiseTransform, ``apply_probability=0.1``) ..."""
+
+AUG_NOISE_STD_RANGE = (0.0, 0.1)
+"""... whose standard deviation is drawn from this range (nnU-Net's ``noise_variance=(0, 0.1)``, which its transform
+uses as the standard deviation); MONAI's RandGaussianNoised with ``std=0.1, sample_std=True`` draws the same."""
+
+AUG_BLUR_PROB = 0.2
+"""Chance of Gaussian blur (nnU-Net's ``apply_probability=0.2``) ..."""
+
+AUG_BLUR_P_PER_CHANNEL = 0.5
+"""... times the chance per channel (``p_per_channel=0.5``): 0.1 for the one LGE channel ..."""
+
+AUG_BLUR_SIGMA_RANGE = (0.5, 1.0)
+"""... with a sigma (voxels) drawn from this range per axis (``synchronize_axes=False``), as RandGaussianSmoothd
+draws ``sigma_x``, ``sigma_y`` (, ``sigma_z``)."""
+
+AUG_BRIGHTNESS_PROB = 0.15
+"""Chance of multiplicative brightness (nnU-Net's MultiplicativeBrightnessTransform, ``apply_probability=0.15``) ..."""
+
+AUG_BRIGHTNESS_RANGE = (0.75, 1.25)
+"""... by a multiplier from this range (nnU-Net's BGContrast draws it below or above 1 with equal chance; both halves
+are 0.25 wide, so that is uniform on the range): RandScaleIntensityd's ``factors`` are the multiplier minus 1."""
+
+AUG_CONTRAST_PROB = 0.15
+"""Chance of a contrast change (nnU-Net's ContrastTransform, ``apply_probability=0.15``) ..."""
+
+AUG_CONTRAST_RANGE = (0.75, 1.25)
+"""... (image - mean) * factor + mean with the factor from this range, clipped to the patch's former range
+(``preserve_range=True``): MONAI's RandScaleIntensityFixedMeand(``fixed_mean=True``, ``preserve_range=True``),
+``factors`` = factor minus 1, uniform on the range (nnU-Net's BGContrast: below or above 1 with equal chance; the
+halves are equally wide, so the same)."""
+
+AUG_LOW_RES_PROB = 0.25
+"""Chance of simulated low resolution (nnU-Net's SimulateLowResolutionTransform, ``apply_probability=0.25``) ..."""
+
+AUG_LOW_RES_P_PER_CHANNEL = 0.5
+"""... times the chance per channel (``p_per_channel=0.5``): 0.125 for one channel ..."""
+
+AUG_LOW_RES_ZOOM_RANGE = (0.5, 1.0)
+"""... down-sampled by a factor from this range, the same for every axis (``synchronize_axes=True``), with
+nearest-exact, and back with (bi/tri)linear interpolation, as MONAI's RandSimulateLowResolutiond does. nnU-Net leaves
+the through-plane axis alone under dummy-2D augmentation; MONAI's transform cannot, so the planner turns it off for
+such a stage-1 patch rather than blur its few slices together."""
+
+AUG_GAMMA_PROB = 0.3
+"""Chance of a gamma change (nnU-Net's GammaTransform, ``p_invert_image=0``, ``apply_probability=0.3``) ..."""
+
+AUG_INVERTED_GAMMA_PROB = 0.1
+"""... and, before it, of a gamma change of the inverted image (``p_invert_image=1``, ``apply_probability=0.1``) ..."""
+
+AUG_GAMMA_RANGE = (0.7, 1.5)
+"""... with gamma from this range on the image rescaled to [0, 1], mean and standard deviation restored afterwards
+(``p_retain_stats=1``): MONAI's RandAdjustContrastd(``retain_stats=True``, ``invert_image`` True for the inverted
+one). Deviation: MONAI draws gamma uniformly on the range (gamma < 1 for 3/8 of the draws), nnU-Net's BGContrast
+below or above 1 with equal chance."""
+
+AUG_MIRROR_PROB = 0.5
+"""Chance of a flip along each mirror axis (nnU-Net's MirrorTransform) ..."""
+
+AUG_MIRROR = False
+"""... whose axes are all spatial axes in nnU-Net ((0, 1) in 2D, (0, 1, 2) in 3D). Deviation: no mirroring. The plan
+turns every scan to one orientation, so left and right, front and back are anatomy here: the LA lies posterior,
+left of the right atrium and in front of the spine and the descending aorta, which mirrored training patches would
+make ambiguous. A plan edited to list ``mirror.axes`` (or ``--mirror_axes`` in configs/train.yaml) brings nnU-Net's
+mirroring back with AUG_MIRROR_PROB per axis."""
+
+# --------------------------------------------------------------------------------------------
 # Profiles
 # --------------------------------------------------------------------------------------------
 

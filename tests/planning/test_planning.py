@@ -207,6 +207,7 @@ def test_decisions_fine_spacing_paper_profile():
 
 def test_each_decision_has_its_own_function_and_the_plan_composes_them():
     from bundle.planning.planner import (
+        decide_augmentation,
         decide_batch,
         decide_localizer,
         decide_network,
@@ -228,6 +229,7 @@ def test_each_decision_has_its_own_function_and_the_plan_composes_them():
                  "normalization": decide_normalization(fingerprint), "localizer": decide_localizer(fingerprint, profile)}
         parts["roi"] = decide_roi(fingerprint, parts)
         parts["resampling"] = decide_resampling(fingerprint, spacing)
+        parts["augmentation"] = decide_augmentation(patch, parts["localizer"]["value"]["patch_size"])
         assert plan_decisions(fingerprint, profile) == parts
         assert all(d["rule"] and d["reason"] for d in parts.values())
     with pytest.raises(ValueError, match="unknown profile"):
@@ -313,6 +315,73 @@ def test_decisions_roi_margin_snapping_and_crop_size():
     p95 = float(np.percentile([80.0, 90.0, 70.0], 95))  # in-plane LA extents (x is the larger side)
     assert roi["crop_fov_mm"] == pytest.approx(R.CROP_FOV_FACTOR * (p95 + 2 * roi["margin_mm"]), abs=0.01)
     assert "ROI_MIN_MARGIN_MM" in d["roi"]["rule"] and "crop" in d["roi"]["reason"]
+
+
+def _deg(radians: float) -> float:
+    return round(math.degrees(radians), 3)
+
+
+def test_decide_augmentation_is_nnunets_default_with_the_oriented_deviations():
+    from bundle.planning.planner import decide_augmentation
+
+    d = decide_augmentation([128, 128], [32, 96, 96])
+    s2, s1 = d["value"]["stage2"], d["value"]["stage1"]
+    # nnU-Net rotates a square 2D patch by +-180 degrees and a 3D patch of max / first side 3 (not > 3) by +-30 about
+    # every axis; the plan's fixed orientation caps both at 30 degrees and turns mirroring off
+    assert d["inputs"]["nnunet_rotation_deg"] == {"stage2": 180.0, "stage1": 30.0}
+    assert s2["rotation"]["prob"] == 0.2 and _deg(s2["rotation"]["in_plane_rad"]) == 30.0
+    assert s1["dummy_2d"] is False
+    assert _deg(s1["rotation"]["in_plane_rad"]) == 30.0 and _deg(s1["rotation"]["out_of_plane_rad"]) == 30.0
+    for block in (s2, s1):
+        # nnU-Net's grid scale (0.7, 1.4) is a zoom of (1 / 1.4, 1 / 0.7) for MONAI
+        assert block["scaling"] == {"prob": 0.2, "zoom_range": [pytest.approx(0.714286), pytest.approx(1.428571)]}
+        assert block["elastic"]["prob"] == 0.0
+        assert block["noise"] == {"prob": 0.1, "std": 0.1}
+        assert block["blur"] == {"prob": 0.1, "sigma_range": [0.5, 1.0]}  # 0.2 x 0.5 per channel
+        assert block["brightness"] == {"prob": 0.15, "factors": [-0.25, 0.25]}
+        assert block["contrast"] == {"prob": 0.15, "factors": [-0.25, 0.25]}
+        assert block["low_resolution"] == {"prob": 0.125, "zoom_range": [0.5, 1.0]}  # 0.25 x 0.5 per channel
+        assert block["inverted_gamma"] == {"prob": 0.1, "gamma": [0.7, 1.5]}
+        assert block["gamma"] == {"prob": 0.3, "gamma": [0.7, 1.5]}
+        assert block["mirror"] == {"prob": 0.5, "axes": []}
+    # nnU-Net v1's elastic parameters for a plan that turns it on: 3D as Rand3DElasticd takes them, 2D as control
+    # points 2 * 11 px apart moved by up to the std of v1's field, 200 / (sqrt(3) * 2 sqrt(pi) * 11) = 2.96 px
+    assert s1["elastic"]["sigma_range"] == [9.0, 13.0] and s1["elastic"]["magnitude_range"] == [0.0, 900.0]
+    assert s2["elastic"]["spacing_px"] == 22.0
+    assert s2["elastic"]["magnitude_range_px"] == [0.0, pytest.approx(2.96, abs=0.01)]
+    assert all(name in d["rule"] for name in ("AUG_ROTATION_PROB", "AUG_ORIENTED_MAX_ROTATION_DEG", "AUG_MIRROR"))
+    json.dumps(d, allow_nan=False)
+
+
+def test_decide_augmentation_for_an_elongated_2d_and_an_anisotropic_3d_patch():
+    from bundle.planning.planner import decide_augmentation
+
+    d = decide_augmentation([64, 128], [8, 96, 96])
+    s2, s1 = d["value"]["stage2"], d["value"]["stage1"]
+    assert _deg(s2["rotation"]["in_plane_rad"]) == 15.0  # nnU-Net: +-15 degrees for sides 1 : 2 > 1.5
+    # 96 / 8 > 3: nnU-Net's dummy 2D: +-180 degrees in-plane only (capped at 30), no low resolution through z
+    assert s1["dummy_2d"] is True and d["inputs"]["nnunet_rotation_deg"]["stage1"] == 180.0
+    assert _deg(s1["rotation"]["in_plane_rad"]) == 30.0 and s1["rotation"]["out_of_plane_rad"] == 0.0
+    assert s1["low_resolution"]["prob"] == 0.0 and s2["low_resolution"]["prob"] == 0.125
+    assert "dummy 2D" in d["reason"] and "no low resolution" in d["reason"]
+
+
+def test_the_committed_plan_holds_the_augmentation_of_its_own_patches_and_old_plans_get_it(tmp_path):
+    from pathlib import Path
+
+    from bundle.planning.planner import decide_augmentation
+
+    plan = load_plan(Path(__file__).resolve().parents[2] / "plans" / "phantom.json")
+    values = decision_values(plan)
+    assert plan["decisions"]["augmentation"] == decide_augmentation(values["patch_size"],
+                                                                    values["localizer"]["patch_size"])
+    old = json.loads(json.dumps(plan))
+    del old["decisions"]["augmentation"]  # a plan written before the decision existed
+    save_plan(old, tmp_path / "old.json")
+    assert decision_values(load_plan(tmp_path / "old.json"))["augmentation"] == values["augmentation"]
+    other = json.loads(json.dumps(old))
+    other["decisions"]["localizer"]["value"]["patch_size"] = [8, 96, 96]  # the default follows the plan's patches
+    assert decision_values(other)["augmentation"]["stage1"]["dummy_2d"] is True
 
 
 def test_make_plan_errors_and_single_pass():

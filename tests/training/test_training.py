@@ -14,7 +14,13 @@ from bundle.networks import CascadeNet, JointDiscriminator
 from bundle.networks.weights import load_weights
 from bundle.preprocessing.cache import cache_key, load_split, preprocess_case, preprocessed
 from bundle.preprocessing.image import normalize
-from bundle.training.datasets import LabelToTargetsd, label_to_targets, training_slices, validation_volumes
+from bundle.training.datasets import (
+    LabelToTargetsd,
+    label_to_targets,
+    slice_step,
+    training_slices,
+    validation_volumes,
+)
 from bundle.training.export import export_torchscript
 from bundle.training.losses import UncertaintyWeightedLoss, discriminator_loss, feature_matching_loss
 from bundle.training.trainer import JasGanTrainer, logged_values
@@ -135,6 +141,13 @@ def test_training_slices_are_whole_slices_with_the_near_box():
     assert [i["slice"] for i in items] == list(range(6))
     assert [i["slice"] for i in training_slices([case], (16, 16), slice_margin=0)] == [1, 2, 3]
     assert [i["slice"] for i in training_slices([case], (16, 16), slice_margin=1)] == [0, 1, 2, 3, 4]
+    # a thin-slice scan is sampled every slice_step_mm: the LA's first slice, then every 3rd at 0.7 mm
+    thin = _case(shape=(24, 40, 48), spacing=(0.7, 0.7, 0.7))
+    thin["label"][:] = 0
+    thin["label"][8:17, 10:30, 12:36] = 1
+    assert slice_step(0.7, 2.0) == 3 and slice_step(2.5, 2.0) == 1 and slice_step(0.7, None) == 1
+    assert [i["slice"] for i in training_slices([thin], (16, 16), slice_margin=1, slice_step_mm=2.0)] == [5, 8, 11, 14,
+                                                                                                       17]
     item = items[2]
     assert item["image"].shape == (1, 40, 48) and item["label"].max() == 2  # the whole field of view ...
     assert np.shares_memory(item["image"], case["image"])  # ... as a view of the cached volume
