@@ -29,6 +29,7 @@ from bundle.data.predictions import write_prediction
 from bundle.inference.backends import CPU_BACKEND, runner
 from bundle.inference.localizer import Localizer, Location
 from bundle.inference.segmenter import Segmenter
+from bundle.inference.two_stage import MAX_ROI_GROWTHS
 from bundle.networks import CascadeNet, LocalizerNet
 from bundle.networks.weights import load_model
 from bundle.planning import rules
@@ -116,7 +117,8 @@ def time_scans(
             locator = FixedRoiLocalizer(LocalizerNet(loc["widths"], loc["strides"]).to(dev).eval(), plan, centre,
                                         extent, dev)
         segmenter = Segmenter(runner(network, backend, dev), plan, locator, device=dev,
-                              closing_radius_mm=closing_radius_mm, batch_size=batch_size)
+                              closing_radius_mm=closing_radius_mm, batch_size=batch_size,
+                              roi_growths=MAX_ROI_GROWTHS if model_file and localizer_file else 0)  # random: fixed ROI
         times, phases, result = [], [], None
         for i in range(warmup + repeats):
             if dev.type == "cuda":

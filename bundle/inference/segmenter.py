@@ -2,11 +2,13 @@
 
 One scan goes through the same steps as training data (:func:`bundle.preprocessing.image.preprocess_image`),
 after being turned to the plan's orientation so its array axes are the ones the networks learnt. Stage 1
-(:mod:`bundle.inference.localizer`) finds the LA's region on a coarse copy; stage 2 segments only that region's slices and
-pixels (:class:`bundle.inference.two_stage.TwoStageInferer`); outside it everything is background. The [LA, scar]
-probabilities are resampled back to the scan's own spacing, thresholded and post-processed in that (axial) frame
-(the multi-task LA U-Net paper, Sec. 2.2: closing, largest connected component, scar inside the LA), turned back
-to the scan's own axis order and written with exactly the input's geometry.
+(:mod:`bundle.inference.localizer`) finds the LA's region on a coarse copy (the most probable plausible LA, by a
+wider search when none is plausible at first); stage 2 segments only that region's slices and pixels, grown where
+its LA reaches the region's side (:class:`bundle.inference.two_stage.TwoStageInferer`); outside it everything is
+background. The [LA, scar] probabilities are resampled back to the scan's own spacing, thresholded and
+post-processed in that (axial) frame (the multi-task LA U-Net paper, Sec. 2.2: closing, largest connected
+component, scar inside the LA), turned back to the scan's own axis order and written with exactly the input's
+geometry.
 """
 
 from __future__ import annotations
@@ -26,15 +28,15 @@ from bundle.batch import run_batch
 from bundle.data.io import geometry_differences, orientation_code, turn_array
 from bundle.data.predictions import PREDICTION_KIND, drop_stale, write_prediction, write_report
 from bundle.inference.dicom_seg import SEG_FILE, write_dicom_seg
-from bundle.inference.localizer import CROP, NO_LA, Localizer, Location
+from bundle.inference.localizer import CROP, NO_LA, OK, WIDENED, Localizer, Location
 from bundle.inference.postprocess import postprocess_box
 from bundle.inference.scans import read_scan
-from bundle.inference.two_stage import TwoStageInferer
+from bundle.inference.two_stage import MAX_ROI_GROWTHS, TwoStageInferer
 from bundle.ownership import claim_folder
 from bundle.preprocessing.image import preprocess_image, resample_in_plane
 from bundle.preprocessing.roi import Roi, roi_normalized
 from bundle.quantification.burden import quantify
-from bundle.quantification.qc import OK, QcRules, borders
+from bundle.quantification.qc import QcRules, borders
 from bundle.quantification.quality import adversarial_confidence
 from bundle.quantification.surface_report import SURFACE_META, surface_outputs
 
@@ -48,6 +50,10 @@ THRESHOLD = 0.5
 """Probability above which a voxel is LA (channel 0) or scar (channel 1)."""
 
 
+STAGE1_COLUMN = {OK: "found", WIDENED: "widened", CROP: "crop", NO_LA: "none"}
+"""The report's ``stage1`` value of each stage-1 status (:mod:`bundle.inference.localizer`)."""
+
+
 def plan_orientation(plan: Mapping) -> str:
     """The orientation most of the plan's scans have (the frame its networks learnt), e.g. ``"LPS"``."""
     seen = plan.get("fingerprint", {}).get("summary", {}).get("orientations") or {}
@@ -58,12 +64,14 @@ def plan_orientation(plan: Mapping) -> str:
 class Segmentation:
     """One scan segmented: masks and probabilities on the scan's own grid, and what stage 1 found.
 
-    ``status`` is ``ok`` (``stage1`` tells whether the LA was found, ``found``, or the scan is a ``crop``) or
-    ``no_la`` (stage 1 found no LA: ``label`` is empty and ``detail`` says why). ``roi`` is the region stage 2
-    segmented, in the scan's own voxel indices (x, y, z; ``start`` inclusive, ``stop`` exclusive) and in world
-    millimetres (``min_mm``/``max_mm``, the scan's physical space). ``removed_ml`` is the thresholded LA the
-    post-processing dropped (outside the largest component); ``qc_score`` the joint discriminator's mean confidence
-    in the LA (:mod:`bundle.quantification.quality`; NaN without a discriminator).
+    ``status`` is ``ok`` (``stage1`` tells whether the LA was found, ``found``, found only by the wider search,
+    ``widened``, or the scan is a ``crop``) or ``no_la`` (stage 1 found no plausible LA, ``stage1`` ``none``:
+    ``label`` is empty and ``detail`` says what was found and why it was rejected). ``roi`` is the region stage 2
+    segmented (grown where the LA reached its side), in the scan's own voxel indices (x, y, z; ``start``
+    inclusive, ``stop`` exclusive) and in world millimetres (``min_mm``/``max_mm``, the scan's physical space).
+    ``removed_ml`` is the thresholded LA the post-processing dropped (outside the largest component); ``qc_score``
+    the joint discriminator's mean confidence in the LA (:mod:`bundle.quantification.quality`; NaN without a
+    discriminator).
     """
 
     probabilities: np.ndarray
@@ -88,19 +96,20 @@ class Segmenter:
         closing_radius_mm: in-plane radius of the LA's morphological closing (0: none).
         batch_size: slices per forward pass of the default inferer (and of the discriminator).
         discriminator: T's confidence map (:func:`bundle.networks.weights.load_discriminator`) for ``qc_score``; None: none.
+        roi_growths: how many times at most the ROI grows where stage 2's LA reaches its side (0: never).
     """
 
     def __init__(
         self, network: torch.nn.Module | Callable, plan: Mapping, localizer: Localizer | None = None,
         inferer: Inferer | None = None, device: str | torch.device = "cpu", closing_radius_mm: float = 0.0,
-        batch_size: int = 8, discriminator: torch.nn.Module | None = None,
+        batch_size: int = 8, discriminator: torch.nn.Module | None = None, roi_growths: int = MAX_ROI_GROWTHS,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device) if isinstance(network, torch.nn.Module) else network
         self.discriminator = discriminator.to(self.device) if discriminator is not None else None
         self.batch_size = int(batch_size)
         self.plan = dict(plan)
-        self.stages = TwoStageInferer(localizer, inferer, batch_size)
+        self.stages = TwoStageInferer(localizer, inferer, batch_size, roi_growths)
         self.closing_radius_mm = float(closing_radius_mm)
         self.orientation = plan_orientation(self.plan)
         self.timings: dict[str, float] = {}
@@ -118,8 +127,8 @@ class Segmenter:
     @torch.no_grad()
     def probabilities(self, image: sitk.Image) -> tuple[np.ndarray, Location, tuple[int, ...], float]:
         """[LA, scar] probabilities (2, z, y, x) of ``image`` (in the plan's orientation) on its own spacing, stage
-        1's answer, the shape of the preprocessed grid its ROI refers to, and the ``qc_score`` (NaN without a
-        discriminator)."""
+        1's answer (with the ROI stage 2 finally segmented), the shape of the preprocessed grid its ROI refers to,
+        and the ``qc_score`` (NaN without a discriminator)."""
         start = time.perf_counter()
         array = sitk.GetArrayFromImage(image).astype(np.float32)
         if not np.all(np.isfinite(array)):
@@ -133,7 +142,7 @@ class Segmenter:
         probs = np.zeros((2, *prepared.shape), np.float32)
         qc_score = float("nan")
         if location.roi is not None:
-            logits = self.stages.segment_roi(x, self.network, location.roi)
+            location, logits = self.stages.segment(x, self.network, location, plan_spacing)
             roi_probs = torch.sigmoid(logits[0].float())
             probs[(slice(None), *location.roi.slices)] = roi_probs.cpu().numpy()
             start = self._lap("stage2", start)
@@ -173,7 +182,7 @@ class Segmenter:
             probs = np.stack([self._turn_back(p, turned, image, original) for p in probs])
         self._lap("orient", start)
         status = NO_LA if location.status == NO_LA else "ok"
-        stage1 = {OK: "found", CROP: "crop", NO_LA: "none"}[location.status]
+        stage1 = STAGE1_COLUMN[location.status]
         return Segmentation(probs.astype(np.float32), label, status, stage1, location.detail, roi, removed_ml,
                             qc_score)
 

@@ -4,21 +4,55 @@
 inference (:class:`bundle.inference.segmenter.Segmenter`) run whole scans through it, so the validation Dice is the number a
 user gets. Stage 2 sees the ROI z-scored with its own moments, as its training patches are. Outside the ROI the
 [LA, scar] logits are :data:`BACKGROUND_LOGIT` (probability ~1e-13).
+
+The box never cuts the LA away: when stage 2's LA (its largest component, ``p > 0.5``) reaches a side of the ROI
+that is not a side of the image (a pulmonary vein or the appendage leaves the box), the ROI grows on those sides by
+the plan's margin and stage 2 runs again, at most :data:`MAX_ROI_GROWTHS` times (:meth:`TwoStageInferer.segment`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.inferers import Inferer, SliceInferer
 
-from bundle.inference.localizer import CROP, Localizer, Location
+from bundle.inference.localizer import CROP, Localizer, Location, largest_component, side_name
 from bundle.preprocessing.roi import Roi, roi_normalized
+
+logger = logging.getLogger(__name__)
 
 BACKGROUND_LOGIT = -30.0
 """Logit written outside the ROI: sigmoid(-30) ~ 1e-13, i.e. background."""
+
+MAX_ROI_GROWTHS = 2
+"""How many times at most the ROI grows (by the plan's margin on the sides the LA reaches) and stage 2 runs again:
+a vein or the appendage may leave stage 1's box by up to two more margins (22 mm in plans/phantom.json), and a
+validation scan costs at most three stage-2 passes."""
+
+ROI_GROWTH_MIN_MM2 = 5.0
+"""LA area (mm^2) on an inner side of the ROI from which the LA counts as reaching it: the quality check's border
+rule (:attr:`bundle.quantification.qc.QcRules.border_min_mm2`), so a few voxels of vein tip do not make it grow."""
+
+
+def reached_sides(la: np.ndarray, roi: Roi, shape_zyx: Sequence[int], spacing_xyz: Sequence[float],
+                  min_mm2: float = ROI_GROWTH_MIN_MM2) -> list[tuple[int, bool]]:
+    """The inner sides of ``roi`` (``(axis, high)``, :meth:`~bundle.preprocessing.roi.Roi.inner_sides`) on which the
+    (z, y, x) mask ``la`` of the ROI has at least ``min_mm2`` mm^2 of voxels, in an image of ``shape_zyx`` and
+    ``spacing_xyz`` (mm)."""
+    spacing_zyx = tuple(float(s) for s in spacing_xyz)[::-1]
+    reached = []
+    for axis, high in roi.inner_sides(shape_zyx):
+        face = np.take(la, -1 if high else 0, axis=axis)
+        area = math.prod(d for a, d in enumerate(spacing_zyx) if a != axis)
+        if np.count_nonzero(face) * area >= min_mm2:
+            reached.append((axis, high))
+    return reached
 
 
 def _spacing(value: Any) -> list[float] | None:
@@ -38,16 +72,18 @@ class TwoStageInferer(Inferer):
         localizer: stage 1; None treats every volume as a crop (stage 2 on the whole volume).
         roi_inferer: how stage 2 runs on the ROI; default slice by slice along z, each ROI slice whole.
         batch_size: slices per forward pass of the default ``roi_inferer``.
+        roi_growths: how many times at most the ROI grows where stage 2's LA reaches its side (0: never).
 
-    ``last_location`` holds stage 1's answer for the latest volume (its status, ROI and reason).
+    ``last_location`` holds stage 1's answer for the latest volume (its status, the ROI stage 2 segmented, and why).
     """
 
     def __init__(self, localizer: Localizer | None = None, roi_inferer: Inferer | None = None,
-                 batch_size: int = 8) -> None:
+                 batch_size: int = 8, roi_growths: int = MAX_ROI_GROWTHS) -> None:
         super().__init__()
         self.localizer = localizer
         self.roi_inferer = roi_inferer or SliceInferer(roi_size=(-1, -1), spatial_dim=0, sw_batch_size=batch_size,
                                                        progress=False)
+        self.roi_growths = int(roi_growths)
         self.last_location: Location | None = None
 
     def locate(self, inputs: torch.Tensor, spacing: Sequence[float] | None) -> Location:
@@ -62,15 +98,56 @@ class TwoStageInferer(Inferer):
         moments as in training (:func:`bundle.preprocessing.roi.roi_normalized`)."""
         return self.roi_inferer(roi_normalized(inputs, roi).contiguous(), network)
 
+    def segment(self, inputs: torch.Tensor, network: Callable, location: Location,
+                spacing: Sequence[float] | None) -> tuple[Location, torch.Tensor]:
+        """Stage 2 on the ROI of ``location`` (not None) of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm:
+        the location with the ROI finally segmented, and its logits (1, 2, *roi.shape).
+
+        While stage 2's LA (largest component of ``p > 0.5``) reaches inner sides of the ROI
+        (:func:`reached_sides`), the ROI grows there by stage 1's margin (in-plane rounded to its multiple) and is
+        segmented again, at most ``roi_growths`` times; it stops early at the image's border, and when the LA is
+        already larger than any plausible LA (:attr:`~bundle.inference.localizer.LaRange.ml`): a stage 2 that
+        labels that much is not held back by the box.
+        """
+        roi, shape = location.roi, tuple(inputs.shape[-3:])
+        logits = self.segment_roi(inputs, network, roi)
+        if self.localizer is None or spacing is None:
+            return location, logits
+        spacing_zyx = tuple(float(s) for s in spacing)[::-1]
+        voxel_ml = math.prod(spacing_zyx) / 1000.0
+        grown: list[str] = []
+        for _ in range(self.roi_growths):
+            la = largest_component((logits[0, 0] > 0).cpu().numpy())
+            sides = reached_sides(la, roi, shape, spacing)
+            if not sides or np.count_nonzero(la) * voxel_ml > self.localizer.la_range.ml[1]:
+                break
+            pads = [[0.0] * 3, [0.0] * 3]
+            for axis, high in sides:
+                pads[high][axis] = self.localizer.margin_mm / spacing_zyx[axis]
+            bigger = roi.grown(pads[0], pads[1], shape, self.localizer.multiple)
+            if bigger == roi:
+                break
+            grown.append("/".join(side_name(a, h) for a, h in sides))
+            roi, logits = bigger, self.segment_roi(inputs, network, bigger)
+        if grown:
+            location = dataclasses.replace(location, roi=roi, detail=(
+                f"{location.detail}; ROI grown {len(grown)} time(s) by the {self.localizer.margin_mm:g} mm margin "
+                f"where the LA reached its side ({', '.join(grown)}) to {roi.shape} voxels (z, y, x)"))
+            logger.info("stage 2: %s", location.detail)
+        return location, logits
+
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, spacing: Any = None,
                  **kwargs: Any) -> torch.Tensor:
-        """[LA, scar] logits (1, 2, Z, Y, X) of a volume of ``spacing`` (x, y, z) mm: stage 2 inside the ROI,
-        :data:`BACKGROUND_LOGIT` outside it (and everywhere when stage 1 finds no LA)."""
+        """[LA, scar] logits (1, 2, Z, Y, X) of a volume of ``spacing`` (x, y, z) mm: stage 2 inside the ROI (grown
+        where the LA reaches its side, :meth:`segment`), :data:`BACKGROUND_LOGIT` outside it (and everywhere when
+        stage 1 finds no LA)."""
         if inputs.shape[0] != 1:
             raise ValueError(f"one volume at a time, got a batch of {inputs.shape[0]}")
-        location = self.locate(inputs, _spacing(spacing))
-        self.last_location = location
+        spacing = _spacing(spacing)
+        location = self.locate(inputs, spacing)
         out = torch.full((1, 2, *inputs.shape[-3:]), BACKGROUND_LOGIT, dtype=inputs.dtype, device=inputs.device)
         if location.roi is not None:
-            out[(..., *location.roi.slices)] = self.segment_roi(inputs, network, location.roi).to(out.dtype)
+            location, logits = self.segment(inputs, network, location, spacing)
+            out[(..., *location.roi.slices)] = logits.to(out.dtype)
+        self.last_location = location
         return out

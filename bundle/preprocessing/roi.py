@@ -3,7 +3,8 @@
 Boxes are half-open index ranges ``[start, stop)`` in the ``(z, y, x)`` order of the arrays they cut. Stage 1
 finds the LA on a coarse grid; :func:`roi_from_coarse_mask` turns that into a box on the fine (plan-spacing) grid
 with a margin in mm on every side, its in-plane size rounded up to a multiple of stage 2's down-sampling, kept
-inside the image.
+inside the image. When stage 2's LA reaches a side of the box that is not a side of the image, :meth:`Roi.grown`
+widens it there (:class:`bundle.inference.two_stage.TwoStageInferer`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,21 @@ class Roi:
         start = tuple(max(0, math.floor(a * f + 1e-6)) for a, f in zip(self.start, factors_zyx))
         stop = tuple(min(int(n), math.ceil(b * f - 1e-6)) for b, f, n in zip(self.stop, factors_zyx, shape_zyx))
         return Roi(start, stop)
+
+    def inner_sides(self, shape_zyx: Sequence[int]) -> list[tuple[int, bool]]:
+        """The box's sides that are not sides of an array of ``shape_zyx``: ``(axis, high)`` pairs."""
+        return [(a, high) for a in range(3) for high, inner in ((False, self.start[a] > 0),
+                                                                (True, self.stop[a] < int(shape_zyx[a]))) if inner]
+
+    def grown(self, pad_lo_zyx: Sequence[float], pad_hi_zyx: Sequence[float], shape_zyx: Sequence[int],
+              multiple: int = 1) -> Roi:
+        """The box widened by ``pad_lo`` voxels below and ``pad_hi`` above along each axis, inside an array of
+        ``shape_zyx``; an axis that grows gets its in-plane size rounded up to ``multiple`` about its centre and
+        shifted inside the array as :func:`roi_from_box` does (so the new box holds the old one); the others stay."""
+        sides = zip(self.start, self.stop, pad_lo_zyx, pad_hi_zyx, shape_zyx)
+        ranges = [_snap(a - lo, b + hi, int(n), multiple if axis > 0 else 1) if lo > 0 or hi > 0 else (a, b)
+                  for axis, (a, b, lo, hi, n) in enumerate(sides)]
+        return Roi(tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))
 
     def world(self, image: sitk.Image) -> dict:
         """The box in ``image``'s world (mm): ``min``/``max`` corners (x, y, z) of the voxels' outer faces."""

@@ -343,11 +343,19 @@ def whole_array() -> np.ndarray:
     return array
 
 
-def located_plan(tiny_plan: dict, crop_fov_mm: float = 0.0) -> dict:
-    """The tiny plan at 0.625 mm with a 2.5 mm localiser grid, a 2.5 mm ROI margin and 16-pixel snapping."""
+WHOLE_LA_CASE = {"la_ml": 3.375, "la_extent_mm": [15.0, 15.0, 15.0]}
+"""A fingerprint case of :data:`WHOLE_LA`'s size (24 x 24 pixels of 0.625 mm, 6 slices of 2.5 mm): stage 1 finds
+LAs of the plan's size plausible."""
+
+
+def located_plan(tiny_plan: dict, crop_fov_mm: float = 0.0, toy_la: bool = True) -> dict:
+    """The tiny plan at 0.625 mm with a 2.5 mm localiser grid, a 2.5 mm ROI margin and 16-pixel snapping; with
+    ``toy_la`` its fingerprint's LAs are :data:`WHOLE_LA`'s size, else the tiny phantoms' (78-111 ml)."""
     plan = make_plan(tiny_plan)
     plan["decisions"]["localizer"]["value"].update({"spacing": [2.5, 2.5, 2.5], "downsampling": 1})
     plan["decisions"]["roi"]["value"].update({"margin_mm": 2.5, "multiple": 16, "crop_fov_mm": crop_fov_mm})
+    if toy_la:
+        plan["fingerprint"]["cases"] = [dict(WHOLE_LA_CASE)]
     return plan
 
 
@@ -415,6 +423,46 @@ def test_no_la_found_is_its_own_status_with_the_reason(tmp_path, tiny_dataset):
     report = json.loads((out / "report.json").read_text())
     assert report["n_failed"] == 0 and report["scans"][0]["status"] == "no_la"
     assert "scan,no_la," in (out / "report.csv").read_text()
+
+
+class WeakLocalizer(torch.nn.Module):
+    """A stand-in stage 1 unsure of the LA: probability ``p`` where the coarse intensity is above ``level``, about
+    0 elsewhere."""
+
+    def __init__(self, level: float, p: float = 0.35) -> None:
+        super().__init__()
+        self.level, self.logit = level, float(np.log(p / (1 - p)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x > self.level, self.logit, -10.0)
+
+
+def test_a_weak_la_found_by_the_wider_search_is_reported_as_widened(tmp_path, tiny_dataset):
+    plan = located_plan(tiny_dataset[1])
+    array = whole_array()
+    write_scan(array, tmp_path / "scan.nii.gz")
+    segmenter = two_stage_segmenter(plan, array)
+    segmenter.stages.localizer.network = WeakLocalizer(segmenter.stages.localizer.network.level)
+    (row,) = segment_scans(scan_records(tmp_path), segmenter, tmp_path / "out")
+    assert row["status"] == "ok" and row["stage1"] == "widened" and row["qc"]
+    assert ",widened," in (tmp_path / "out" / "report.csv").read_text()
+    (x0, y0, z0), (x1, y1, z1) = row["roi_start"], row["roi_stop"]  # LPS: the scan's indices are the array's
+    roi = np.zeros(WHOLE_ZYX, bool)
+    roi[z0:z1, y0:y1, x0:x1] = True
+    assert roi[WHOLE_LA].all() and not roi[DISTRACTOR].any()  # the LA's region, not the distractor's
+    assert (tmp_path / "out" / "scan" / LA_FILE).is_file()
+    result = segmenter.segment(read_image(tmp_path / "scan.nii.gz"))
+    assert result.stage1 == "widened" and "wider search at p > 0.3" in result.detail
+
+
+def test_an_la_of_implausible_size_is_no_la_with_the_reason(tmp_path, tiny_dataset):
+    """A 3.4 ml 'LA' is no LA for a plan of 78-111 ml LAs (and the literature's 25-250 ml): never 'ok' with it."""
+    plan = located_plan(tiny_dataset[1], toy_la=False)
+    array = whole_array()
+    write_scan(array, tmp_path / "scan.nii.gz")
+    (row,) = segment_scans(scan_records(tmp_path), two_stage_segmenter(plan, array), tmp_path / "out")
+    assert row["status"] == "no_la" and row["stage1"] == "none" and "found no LA" in row["error"]
+    assert "15 x 15 x 15 mm" in row["error"] and "volume 3 ml outside 17-375 ml" in row["error"]
 
 
 def test_a_crop_skips_stage_1_and_is_segmented_whole(tmp_path, tiny_dataset):

@@ -1,15 +1,28 @@
-"""bundle.inference.localizer and bundle.inference.two_stage: the coarse grid, locating with stand-in networks, stage 2 only on the
-ROI, and a real LocalizerNet trained on tiny whole-field-of-view phantoms finding their off-centre LA."""
+"""bundle.inference.localizer and bundle.inference.two_stage: the coarse grid, locating with stand-in networks, the
+plausible LA among other structures, the wider search and its reasons, stage 2 only on the ROI and the ROI grown where
+the LA leaves it, and a real LocalizerNet trained on tiny whole-field-of-view phantoms finding their off-centre LA."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from bundle.inference.localizer import CROP, NO_LA, Localizer, coarse_shape, largest_component, to_coarse
+from bundle.inference.localizer import (
+    CROP,
+    LA_ML_LITERATURE,
+    NO_LA,
+    WIDENED,
+    WIDER_THRESHOLDS,
+    LaRange,
+    Localizer,
+    coarse_shape,
+    largest_component,
+    to_coarse,
+)
 from bundle.inference.two_stage import BACKGROUND_LOGIT, TwoStageInferer
 from bundle.preprocessing.roi import Roi
 from bundle.quantification.qc import OK
@@ -19,12 +32,21 @@ from bundle.training.validation import log_rois
 SPACING = (1.0, 1.0, 2.0)  # x, y, z
 
 
-def _plan(spacing=(4.0, 4.0, 4.0), downsampling=4, margin_mm=4.0, multiple=8, crop_fov_mm=0.0) -> dict:
-    return {"decisions": {
+TOY_LA = {"la_ml": 3.0, "la_extent_mm": [16.0, 16.0, 12.0]}
+"""The fingerprint of a plan whose LAs are the size of :func:`_volume`'s block (16 x 16 x 12 mm, 3 ml)."""
+
+
+def _plan(spacing=(4.0, 4.0, 4.0), downsampling=4, margin_mm=4.0, multiple=8, crop_fov_mm=0.0,
+          cases=(TOY_LA,)) -> dict:
+    """A plan of the localiser and ROI decisions, and a fingerprint of ``cases`` (None: no fingerprint)."""
+    plan = {"decisions": {
         "localizer": {"value": {"spacing": list(spacing), "downsampling": downsampling, "patch_size": [8, 16, 16],
                                 "widths": [4, 8, 16], "strides": [2, 2]}},
         "roi": {"value": {"margin_mm": margin_mm, "multiple": multiple, "crop_fov_mm": crop_fov_mm}},
     }}
+    if cases is not None:
+        plan["fingerprint"] = {"cases": [dict(c) for c in cases]}
+    return plan
 
 
 class BrightNet(torch.nn.Module):
@@ -95,7 +117,7 @@ def test_two_stage_runs_stage_2_only_on_the_roi():
         seen.append(tuple(x.shape))
         return torch.ones(x.shape[0], 2, *x.shape[2:])
 
-    inferer = TwoStageInferer(Localizer(BrightNet(), _plan()))
+    inferer = TwoStageInferer(Localizer(BrightNet(), _plan()), roi_growths=0)  # growth: tests below
     out = inferer(v, stage2, spacing=torch.tensor([SPACING], dtype=torch.float64))  # a collated (1, 3) spacing
     roi = inferer.last_location.roi
     assert out.shape == (1, 2, 16, 64, 64)
@@ -123,6 +145,179 @@ def test_localizer_items_and_the_roi_log(caplog):
     caplog.set_level("INFO")
     (row,) = log_rois(Localizer(BrightNet(), _plan()), [case])
     assert row["roi_recall"] == 1.0 and 0 < row["roi_share"] < 0.5 and "ROI recall 1.0000" in caplog.text
+
+
+# --------------------------------------------------------------------------- the plausible LA and the wider search
+
+COARSE_MM = 4.5
+"""The stand-in scans below lie on the localiser's grid (so ``to_coarse`` leaves them as they are)."""
+SCAN_ZYX = (30, 80, 80)  # 135 x 360 x 360 mm: a whole field of view
+
+
+class MapNet(torch.nn.Module):
+    """A stand-in stage 1 that answers a chosen coarse probability map, whatever the scan."""
+
+    def __init__(self, prob: np.ndarray) -> None:
+        super().__init__()
+        self.logits = torch.logit(torch.as_tensor(prob, dtype=torch.float32).clamp(1e-4, 1 - 1e-4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.full(x.shape, -10.0)
+        out[0, 0, : self.logits.shape[0], : self.logits.shape[1], : self.logits.shape[2]] = self.logits
+        return out
+
+
+def _ellipsoid(centre_zyx, radii_mm_zyx) -> np.ndarray:
+    """An ellipsoid (centre in voxels, radii in mm) on the coarse grid of :data:`SCAN_ZYX`."""
+    grid = np.indices(SCAN_ZYX, dtype=np.float64)
+    return sum(((g - c) * COARSE_MM / r) ** 2 for g, c, r in zip(grid, centre_zyx, radii_mm_zyx)) <= 1.0
+
+
+def _structures() -> dict[str, np.ndarray]:
+    """An LA-like blob (about 110 ml, 70 x 60 x 50 mm), an aorta-like tube (40 mm across, through all 135 mm of
+    the scan: about 170 ml) and a body-wall-like slab (over 1 litre), far apart on the coarse grid."""
+    aorta = np.zeros(SCAN_ZYX, bool)
+    yy, xx = np.indices(SCAN_ZYX[1:])
+    aorta[:] = ((yy - 40) ** 2 + (xx - 64) ** 2) * COARSE_MM**2 <= 20.0**2
+    body = np.zeros(SCAN_ZYX, bool)
+    body[:, 60:78, 2:32] = True  # off the in-plane border: its volume alone rules it out
+    return {"la": _ellipsoid((15, 40, 24), (25, 30, 35)), "aorta": aorta, "body": body}
+
+
+def _locate(prob: np.ndarray, cases=None):
+    """Stage 1 with a :class:`MapNet` of ``prob`` on a whole scan of :data:`SCAN_ZYX` (a plan fingerprint of
+    ``cases``; None: the literature's LA range)."""
+    locator = Localizer(MapNet(prob), _plan(spacing=(COARSE_MM,) * 3, downsampling=1, cases=cases))
+    return locator.locate(np.zeros(SCAN_ZYX, np.float32), (COARSE_MM,) * 3)
+
+
+@pytest.mark.parametrize("distractor", ["aorta", "body"])
+def test_the_plausible_la_wins_over_a_larger_implausible_structure(distractor):
+    s = _structures()
+    prob = np.where(s["la"], 0.8, 0.02) + 0.95 * s[distractor]
+    assert largest_component(prob > 0.5)[s[distractor]].all()  # what the largest component alone would pick
+    loc = _locate(prob)
+    assert loc.status == OK, loc.detail
+    assert loc.roi.recall(s["la"]) == 1.0 and loc.roi.recall(s[distractor]) == 0.0
+    assert loc.candidate.ml == pytest.approx(s["la"].sum() * COARSE_MM**3 / 1000) and 90 < loc.candidate.ml < 130
+    assert loc.candidate.max_probability == pytest.approx(0.8, abs=1e-3) and loc.candidate.members == 1
+    assert loc.candidate.border == () and "LA found" in loc.detail
+
+
+def test_a_weak_la_is_found_by_the_wider_search():
+    la = _structures()["la"]
+    loc = _locate(np.where(la, 0.35, 0.05))
+    assert loc.status == WIDENED and loc.candidate.threshold == WIDER_THRESHOLDS[0]
+    assert loc.roi.recall(la) == 1.0 and loc.max_probability == pytest.approx(0.35, abs=1e-3)
+    assert "wider search at p > 0.3" in loc.detail and "no component of p > 0.5" in loc.detail
+
+
+def test_an_la_cut_in_two_is_found_merged():
+    la = _ellipsoid((15, 40, 40), (15, 18, 25))  # about 28 ml; each half alone is under the 17 ml bound
+    gap = np.zeros(SCAN_ZYX, bool)
+    gap[:, :, 40] = True  # a plane of low probability cuts it (a vein's neck under every threshold)
+    loc = _locate(np.where(la & ~gap, 0.9, 0.02))
+    assert loc.status == WIDENED and loc.candidate.members == 2 and loc.candidate.threshold == 0.5
+    assert loc.roi.recall(la) == 1.0
+    assert "2 components merged" in loc.detail and "ml outside 17-375 ml" in loc.detail  # the halves, rejected
+
+
+def test_only_implausible_structures_give_no_la_with_the_reasons():
+    s = _structures()
+    loc = _locate(0.95 * (s["aorta"] | s["body"]) + 0.01)
+    assert loc.status == NO_LA and loc.roi is None and loc.candidate is None
+    assert "found no LA" in loc.detail and "p > 0.5, 0.3, 0.15" in loc.detail
+    assert "longest/shortest extent 3." in loc.detail  # the aorta: 135 mm long, 40-45 mm across
+    assert "ml outside 17-375 ml" in loc.detail and "at the scan's z-/z+ border" in loc.detail  # the body: over 1 l
+    assert "at p > 0.3" not in loc.detail  # the same two structures at the lower thresholds are not named again
+    assert "a plausible LA is 17-375 ml" in loc.detail
+
+
+def test_the_la_range_joins_the_plan_and_the_literature():
+    literature = LaRange.from_plan({})
+    assert literature == LaRange() and literature.ml[0] < LA_ML_LITERATURE[0] < LA_ML_LITERATURE[1] < literature.ml[1]
+    huge = {"la_ml": 600.0, "la_extent_mm": [170.0, 120.0, 100.0]}
+    wide = LaRange.from_plan(_plan(cases=[huge, TOY_LA]))
+    assert wide.ml[0] < TOY_LA["la_ml"] and wide.ml[1] > 600 and wide.longest_mm > 170 and wide.shortest_mm < 12
+    assert wide.ml[0] < literature.ml[0] and wide.ml[1] > literature.ml[1]  # never narrower than the literature
+    from conftest import REPO
+
+    from bundle.planning.planner import load_plan
+
+    plan = load_plan(REPO / "plans" / "phantom.json")
+    phantom = LaRange.from_plan(plan)
+    for case in plan["fingerprint"]["cases"]:
+        e = sorted(case["la_extent_mm"])
+        assert phantom.ml[0] < case["la_ml"] < phantom.ml[1] and phantom.shortest_mm < e[0] < e[-1] < phantom.longest_mm
+        assert e[-1] / e[0] < phantom.elongation
+
+
+# --------------------------------------------------------------------------- the ROI grows where stage 2's LA leaves it
+
+
+def _veined_volume(vein_to: int) -> np.ndarray:
+    """(z, y, x) = (12, 64, 96) at 1 x 1 x 2 mm: an 'LA' block and a vein 2 pixels wide running along +x from it
+    to ``vein_to``, too thin for the 4 mm coarse grid (stage 1 sees the block only)."""
+    v = np.zeros((12, 64, 96), np.float32)
+    v[4:8, 24:40, 16:32] = 1.0
+    v[5:7, 31:33, 32:vein_to] = 1.0
+    return v
+
+
+VEINED_LA = {"la_ml": 2.0, "la_extent_mm": [16.0, 16.0, 8.0]}
+"""The fingerprint of a plan whose LAs are the size of :func:`_veined_volume`'s block."""
+
+
+def sign_net(x: torch.Tensor) -> torch.Tensor:
+    """A stand-in stage 2: LA wherever the ROI-z-scored intensity is above the ROI's mean, never scar."""
+    return torch.cat([20 * x, torch.full_like(x, -20.0)], dim=1)
+
+
+def _grow(vein_to: int, growths: int, margin_mm: float = 4.0, multiple: int = 1):
+    """Both stages on :func:`_veined_volume`; returns stage 1's ROI, the final location and the logits."""
+    v = torch.as_tensor(_veined_volume(vein_to))[None, None]
+    plan = _plan(margin_mm=margin_mm, multiple=multiple, cases=[VEINED_LA])
+    first = Localizer(BrightNet(), plan).locate(v[0, 0], SPACING)
+    inferer = TwoStageInferer(Localizer(BrightNet(), plan), roi_growths=growths)
+    out = inferer(v, sign_net, spacing=SPACING)
+    return first, inferer.last_location, out
+
+
+def test_the_roi_grows_where_the_la_leaves_it():
+    first, final, out = _grow(vein_to=38, growths=3)
+    assert first.roi == Roi((2, 20, 12), (10, 44, 36))  # the block plus 4 mm: the vein (to x 38) leaves it at x+
+    assert final.roi == Roi((2, 20, 12), (10, 44, 40))  # grown once by the margin on that side only
+    assert final.status == OK and "ROI grown 1 time(s) by the 4 mm margin" in final.detail and "(x+)" in final.detail
+    truth = torch.as_tensor(_veined_volume(38) > 0)
+    assert torch.equal(out[0, 0] > 0, truth)  # the pasted LA holds the whole vein
+    cut, _, cut_out = _grow(vein_to=38, growths=0)
+    assert cut.roi == first.roi and not torch.equal(cut_out[0, 0] > 0, truth)  # without growth the box cuts it
+
+
+def test_the_roi_growth_stops_at_the_image_border_and_at_its_limit():
+    _, final, out = _grow(vein_to=96, growths=20)  # the vein runs to the image's x border
+    assert final.roi == Roi((2, 20, 12), (10, 44, 96)) and "15 time(s)" in final.detail  # (96 - 36) / 4 growths
+    assert torch.equal(out[0, 0] > 0, torch.as_tensor(_veined_volume(96) > 0))
+    _, limited, _ = _grow(vein_to=96, growths=2)
+    assert limited.roi == Roi((2, 20, 12), (10, 44, 44)) and "2 time(s)" in limited.detail
+    _, snapped, _ = _grow(vein_to=96, growths=1, multiple=8)
+    assert snapped.roi.shape[1] % 8 == 0 and snapped.roi.shape[2] % 8 == 0 and snapped.roi.stop[2] >= 36 + 4
+
+
+def test_no_growth_when_the_la_is_already_larger_than_any_plausible_la():
+    v = torch.as_tensor(_veined_volume(96))[None, None]
+    localizer = Localizer(BrightNet(), _plan(cases=[VEINED_LA]))
+    whole_roi = localizer.locate(v[0, 0], SPACING).roi
+    everywhere = lambda x: torch.ones(x.shape[0], 2, *x.shape[2:])  # stage 2 labels the whole ROI: 9.2 ml
+    inferer = TwoStageInferer(localizer, roi_growths=2)
+    localizer.la_range = dataclasses.replace(localizer.la_range, ml=(1.0, 5.0))  # the 2 ml block is plausible
+    inferer(v, everywhere, spacing=SPACING)
+    assert inferer.last_location.roi == whole_roi and "grown" not in inferer.last_location.detail
+    localizer.la_range = dataclasses.replace(localizer.la_range, ml=(1.0, 20.0))  # 9.2 ml can be an LA: it grows
+    inferer(v, everywhere, spacing=SPACING)  # on every inner side, once: then 24.6 ml, over 20 ml, stops it
+    final = inferer.last_location
+    assert "ROI grown 1 time(s)" in final.detail and "(z-/z+/y-/y+/x-/x+)" in final.detail
+    assert final.roi == Roi((0, 16, 8), (12, 48, 40))  # 4 mm more on every side (z: the image's)
 
 
 # --------------------------------------------------------------------------- a real localiser on whole-FOV phantoms

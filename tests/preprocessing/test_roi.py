@@ -79,6 +79,58 @@ def test_crops_are_narrow_along_both_in_plane_axes():
     assert not is_crop((44, 166, 576), (0.625, 0.625, 2.5), 172.0)  # wide along x
 
 
+def _phantom_plan() -> dict:
+    from conftest import REPO
+
+    from bundle.planning.planner import load_plan
+
+    return load_plan(REPO / "plans" / "phantom.json")
+
+
+@pytest.mark.parametrize("pad_px", [3, 10, 20], ids=["tight-utah-style", "box+10px", "box+20px"])
+def test_crops_around_each_planned_la_are_crops_with_all_their_slices(pad_px):
+    """Each of plans/phantom.json's LAs cut out as a crop would be (its box plus ``pad_px`` pixels in-plane, all
+    slices, at the scan's 0.625 mm): stage 1 is skipped for it under the plan's own ``roi`` decision."""
+    plan = _phantom_plan()
+    crop_fov = plan["decisions"]["roi"]["value"]["crop_fov_mm"]
+    for case in plan["fingerprint"]["cases"]:
+        lo, hi = case["la_bbox_voxel"]["min"], case["la_bbox_voxel"]["max"]  # x, y, z, inclusive
+        size_xy = [min(n, b - a + 1 + 2 * pad_px) for a, b, n in zip(lo[:2], hi[:2], case["shape"][:2])]
+        shape_zyx = (case["shape"][2], size_xy[1], size_xy[0])
+        assert case["spacing"][:2] == [0.625, 0.625] and shape_zyx[0] == case["shape"][2]
+        assert is_crop(shape_zyx, case["spacing"], crop_fov), (case["scan"], shape_zyx)
+        assert not is_crop(tuple(case["shape"][::-1]), case["spacing"], crop_fov), case["scan"]  # the whole scan
+
+
+@pytest.mark.parametrize("shape_zyx, crop", [
+    ((44, 576, 576), False),  # a whole MICCAI 2018 field of view: 360 mm
+    ((88, 640, 640), False),  # a whole 640 x 640 field of view: 400 mm
+    ((44, 166 + 40, 166 + 40), True),  # the longest adult LA label (104 mm = 166 px) plus 20 pixels each side
+    ((44, 166 + 6, 166 + 6), True),  # the same, tight (Utah style)
+])
+def test_the_plans_crop_rule_on_whole_fields_of_view_and_large_las(shape_zyx, crop):
+    from bundle.inference.localizer import LA_LONGEST_MM_LITERATURE
+
+    assert round(LA_LONGEST_MM_LITERATURE / 0.625) == 166
+    crop_fov = _phantom_plan()["decisions"]["roi"]["value"]["crop_fov_mm"]
+    assert is_crop(shape_zyx, (0.625, 0.625, 2.5), crop_fov) is crop
+
+
+def test_inner_sides_and_growing_a_box():
+    shape = (20, 100, 120)
+    roi = Roi((0, 30, 40), (10, 62, 72))
+    assert roi.inner_sides(shape) == [(0, True), (1, False), (1, True), (2, False), (2, True)]  # z start: the image's
+    assert Roi.whole(shape).inner_sides(shape) == []
+    grown = roi.grown((0, 0, 0), (0, 0, 6.4), shape)  # 6.4 voxels on the high-x side only
+    assert grown == Roi((0, 30, 40), (10, 62, 79))
+    snapped = roi.grown((0, 0, 0), (0, 0, 6.4), shape, multiple=16)
+    assert snapped.shape == (10, 32, 48) and snapped.start[2] <= 40 and snapped.stop[2] >= 79  # holds box + pad
+    assert snapped.start[:2] == roi.start[:2] and snapped.stop[:2] == roi.stop[:2]  # other axes untouched
+    edge = Roi((0, 30, 100), (10, 62, 116)).grown((0, 0, 0), (0, 0, 10), shape, multiple=16)
+    assert edge == Roi((0, 30, 88), (10, 62, 120))  # at the image border: shifted inside, size still 32
+    assert roi.grown((3, 0, 0), (0, 0, 0), shape) == roi  # z start is already the image's border
+
+
 def test_stage_2_sees_the_roi_z_scored_with_its_own_moments():
     import torch
 
