@@ -26,10 +26,18 @@ from bundle.data.phantom.dataset import (
     phantom_settings,
     synthesize_dataset,
 )
+from bundle.data.phantom.families import WEIGHTS
 from bundle.errors import ForeignPathError
 from bundle.ownership import folder_kind
 from bundle.data.phantom.generate import LA_MIN_FRACTION, SCAR_MIN_FRACTION, _scan_grid
-from bundle.data.phantom.intensity import BLOOD_POOL_MEAN, BLOOD_POOL_SD, TISSUE_MEANS, Acquisition
+from bundle.data.phantom.intensity import (
+    BLOOD_POOL_MEAN,
+    BLOOD_POOL_SD,
+    BLOOD_TISSUES,
+    INTENSITY_FAMILIES,
+    TISSUE_MEANS,
+    Acquisition,
+)
 from bundle.data.phantom.scar import POST_SCAR_FRACTION, PRE_SCAR_FRACTION, draw_scar
 
 TINY = "tiny"
@@ -200,20 +208,33 @@ def test_nominal_tissue_means():
     assert (acq.gain, acq.gamma, acq.bias_strength, acq.slice_jitter) == (1.0, 1.0, 0.0, 0.0)
 
 
-def test_sampled_acquisitions_keep_scar_above_two_sd():
+@pytest.mark.parametrize("family", INTENSITY_FAMILIES)
+def test_sampled_acquisitions_of_each_intensity_family(family):
+    """Every family: one blood in every pool, scar the brightest of the LA, the wall between myocardium and blood;
+    lge keeps the myocardium nulled, dark puts fat and myocardium above the blood, random spreads every class."""
     rng = np.random.default_rng(11)
-    gains = []
+    ratios: dict[str, list[float]] = {}
     for _ in range(200):
-        acq = Acquisition.sample(rng)
+        acq = Acquisition.sample(rng, family)
         m = acq.tissue_means
-        assert m["scar"] > m["blood_la"] + 2 * BLOOD_POOL_SD
-        assert m["scar"] < m["blood_la"] + 5.01 * BLOOD_POOL_SD
-        assert abs(m["blood_la"] / BLOOD_POOL_MEAN - 1) < 0.15
-        assert m["myocardium"] < m["la_wall"] < m["blood_la"]
-        assert 0.8 <= acq.gain <= 1.25 and 0.85 <= acq.gamma <= 1.15
-        gains.append(acq.gain)
-    assert np.std(gains) > 0.05  # they do vary
-
+        blood = m["blood_la"]
+        assert abs(blood / BLOOD_POOL_MEAN - 1) < 0.15
+        assert all(abs(m[name] / blood - 1) <= 0.15 + 1e-9 for name in BLOOD_TISSUES)
+        assert min(m["myocardium"], blood) <= m["la_wall"] <= max(m["myocardium"], blood)
+        assert m["scar"] > max(blood, m["la_wall"]) * 1.1
+        if family != "dark":
+            assert m["scar"] > blood + 2 * BLOOD_POOL_SD * blood / BLOOD_POOL_MEAN
+        assert 0.6 <= acq.gain <= 1.6 and 0.75 <= acq.gamma <= 1.35 and acq.family == family
+        for name, value in m.items():
+            ratios.setdefault(name, []).append(value / blood)
+    if family == "lge":
+        assert max(ratios["myocardium"]) < 0.7 and max(ratios["lung"]) < 0.16  # the ranges times a 6 % jitter
+    elif family == "dark":
+        assert min(ratios["mediastinal_fat"]) > 1.0 and min(ratios["myocardium"]) > 0.8
+    else:
+        assert all(np.ptp(ratios[name]) > 1.5 for name in ("lung", "myocardium", "mediastinal_fat", "bone"))
+    with pytest.raises(ValueError, match="intensity family"):
+        Acquisition.sample(rng, "psir")
 
 def test_context_tissues_mimic_scar_and_dark_tissue():
     for tissue in ("aortic_wall", "oesophageal_wall"):
@@ -268,15 +289,19 @@ def test_unknown_profile():
 
 
 def test_profiles_match_the_cohorts():
-    miccai, siemens, tiny_p = PROFILES["miccai2018"], PROFILES["siemens"], PROFILES["tiny"]
-    assert miccai.spacing == (0.625, 0.625, 2.5)
-    assert miccai.in_plane_sizes == (576, 640) and miccai.slices == (44, 44)
+    """The grids of real cohorts: the 2018 challenge (576 or 640 in-plane, exactly 88 slices, 0.625 mm isotropic),
+    Utah's older protocol (0.625 x 0.625 x 2.5 mm, 44 slices) and the Siemens cohort (0.7 x 0.7 x 2.0 mm)."""
+    miccai, utah, siemens, tiny_p = (PROFILES[n] for n in ("miccai2018", "utah", "siemens", "tiny"))
+    assert miccai.spacing == (0.625, 0.625, 0.625) and miccai.in_plane_sizes == (576, 640) and miccai.slices == (88, 88)
+    assert miccai.acquired_slice_mm is not None and miccai.acquired_slice_mm[1] > miccai.spacing[2]
+    assert utah.spacing == (0.625, 0.625, 2.5) and utah.in_plane_sizes == (576, 640) and utah.slices == (44, 44)
     assert siemens.spacing == (0.7, 0.7, 2.0)
     assert siemens.slices == (60, 68)
     assert all(abs(n * 0.7 - 380) < 15 for n in siemens.in_plane_sizes)  # FOV about 380 mm
     assert tiny_p.spacing == (2.0, 2.0, 4.0) and tiny_p.in_plane_sizes == (64,) and tiny_p.slices == (12, 12)
-    assert miccai.centre_on == siemens.centre_on == PROFILES["tinyfov"].centre_on == "body" and tiny_p.centre_on == "la"
-    assert sorted(PROFILES) == ["miccai2018", "siemens", "tiny", "tinyfov"]  # only the unit-test profile is a crop
+    assert {p.centre_on for n, p in PROFILES.items() if n != "tiny"} == {"body"} and tiny_p.centre_on == "la"
+    assert sorted(PROFILES) == ["miccai2018", "siemens", "tiny", "tinyfov", "utah"]  # only the unit-test grid is a crop
+    assert set(WEIGHTS["grid"]) == {"miccai2018", "utah", "siemens"}
 
 
 def test_tinyfov_scans_are_whole_fields_of_view_with_the_la_off_centre():
@@ -317,7 +342,7 @@ def test_parallel_synthesis_writes_the_same_dataset(tmp_path):
             assert a == (tmp_path / "two" / sub / f"{name}{suffix}.nii.gz").read_bytes(), (name, suffix)
 
 
-@pytest.mark.parametrize("name", ["miccai2018", "siemens"])
+@pytest.mark.parametrize("name", ["miccai2018", "utah", "siemens"])
 def test_full_size_grids_follow_the_profile(name):
     """The grids a full-size profile draws (without rasterising a scan)."""
     profile = PROFILES[name]
@@ -369,6 +394,9 @@ def test_manifest(written):
     assert manifest["n_scans"] == len(specs)
     assert manifest["n_pre"] == sum(s.ablation == "pre" for s in specs)
     assert manifest["n_post"] == sum(s.ablation == "post" for s in specs)
+    names = [f"train_{i}" if layout == "lascarqs2022" else s.scan for i, s in enumerate(specs, 1)]
+    assert manifest["scan_families"] == {n: {"grid": TINY, "form": "whole", "intensity": "lge", "anatomy": "standard"}
+                                         for n in names}
 
 
 def test_layout_reads_back(written, generated):
@@ -475,3 +503,112 @@ def test_synthesize_rejects_unknown_names_before_writing(tmp_path):
     with pytest.raises(ValueError, match="tiny"):
         synthesize_dataset(tmp_path / "b", n_patients=1, profile="huge")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------------------------------------------------- families
+
+
+def test_cohorts_draw_their_families_within_the_selection():
+    specs = cohort(30, seed=4, profile="mixed")
+    assert [(s.patient_index, s.ablation) for s in specs] == [(s.patient_index, s.ablation) for s in cohort(30, 4)]
+    for family, members in WEIGHTS.items():
+        seen = {s.families[family] for s in specs}
+        assert seen <= set(members) and len(seen) >= 2, family  # 30 patients draw more than one of each
+    by_patient: dict[int, set] = {}
+    for s in specs:  # the anatomy is the patient's: pre and post share it
+        by_patient.setdefault(s.patient_index, set()).add(s.anatomy)
+    assert all(len(v) == 1 for v in by_patient.values())
+    held_out = cohort(30, seed=4, profile="mixed", families={"intensity": ["lge", "random"], "grid": ["utah"]})
+    assert {s.intensity for s in held_out} == {"lge", "random"} and {s.grid for s in held_out} == {"utah"}
+    assert {s.grid for s in cohort(5, profile="siemens")} == {"siemens"}
+    assert {(s.form, s.intensity) for s in cohort(5, profile="tinyfov")} == {("whole", "lge")}  # test grids: plain
+    assert cohort(3, profile=None)[0] == ScanSpec(1, cohort(3)[0].ablation)  # no profile: the defaults
+    for bad in ({"intensity": ["psir"]}, {"contrast": ["lge"]}, {"grid": []}):
+        with pytest.raises(ValueError, match="family"):
+            cohort(3, profile="mixed", families=bad)
+
+
+def _la_box(label):
+    idx = np.nonzero(label)
+    return [(int(i.min()), int(i.max())) for i in idx]
+
+
+@pytest.mark.parametrize("form", ["la_crop", "tight_crop"])
+def test_crops_hold_the_whole_la_with_their_margins(form):
+    whole = generate_scan(ScanSpec(2, "post", "tinyfov", "whole"), seed=0)
+    crop = generate_scan(ScanSpec(2, "post", "tinyfov", form), seed=0)
+    assert crop.image.shape < whole.image.shape and crop.meta["families"]["form"] == form
+    assert int((crop.label > 0).sum()) == int((whole.label > 0).sum())  # the same LA, not cut
+    (z0, z1), (y0, y1), (x0, x1) = _la_box(crop.label > 0)
+    nz, ny, nx = crop.label.shape
+    spacing = crop.spacing
+    for lo, hi, n, step in ((y0, y1, ny, spacing[1]), (x0, x1, nx, spacing[0])):
+        margins = (lo, n - 1 - hi)
+        if form == "la_crop":
+            assert all(10 <= m <= 20 for m in margins), margins
+        else:
+            assert all(5.0 - step <= m * step <= 45.0 + step for m in margins), margins
+    if form == "la_crop":
+        assert nz == whole.image.shape[0]  # every slice
+    else:
+        assert z0 <= 2 and nz - 1 - z1 <= 2
+    # the crop's origin puts it where it was in the whole scan
+    offset = np.round((np.asarray(crop.origin) - np.asarray(whole.origin)) / np.asarray(spacing)).astype(int)
+    ox, oy, oz = offset
+    np.testing.assert_array_equal(crop.label, whole.label[oz:oz + nz, oy:oy + ny, ox:ox + nx])
+
+
+@pytest.mark.parametrize("variant,veins", [("standard", {"LSPV", "LIPV", "RSPV", "RIPV"}),
+                                           ("left_common", {"LCPV", "RSPV", "RIPV"}),
+                                           ("right_middle", {"LSPV", "LIPV", "RSPV", "RMPV", "RIPV"})])
+def test_vein_variants_and_their_unlabelled_distal_veins(variant, veins):
+    for patient in range(3):
+        atrium = sample_atrium(np.random.default_rng([1, patient]), variant)
+        assert {v.name for v in atrium.veins} == veins and atrium.variant == variant
+        assert len(atrium.distal) >= len(veins)  # every vein goes on; a common trunk always divides
+        cavity = atrium.cavity_sdf()
+        for start, end, radius in atrium.distal:
+            assert radius >= 2.0
+            tip = np.asarray(end)
+            assert cavity(*tip) > radius  # the distal vein leaves the labelled LA
+        if variant == "left_common":
+            trunk = next(v for v in atrium.veins if v.name == "LCPV")
+            assert trunk.radius >= max(v.radius for v in atrium.veins if v.name != "LCPV") - 1.0
+            assert sum(np.allclose(s, trunk.end - trunk.direction) for s, _, _ in atrium.distal) == 2
+    with pytest.raises(ValueError, match="anatomy variant"):
+        sample_atrium(np.random.default_rng(0), "situs_inversus")
+
+
+def test_the_neighbouring_chambers_touch_the_la():
+    """Right atrium, aortic root and left ventricle reach into the LA's outer surface (the LA, painted over them,
+    makes the contact face), so blood pools abut its wall, as in a real chest."""
+    from bundle.data.phantom.context import sample_context
+
+    x, y, z = np.mgrid[-90:90:2.0, -90:90:2.0, -90:90:2.0]
+    for patient in range(4):
+        rng = np.random.default_rng([0, patient])
+        atrium = sample_atrium(rng)
+        parts, _ = sample_context(rng, atrium)
+        outer = atrium.cavity_sdf()(x, y, z) < 3.0  # the LA with its wall
+        touching = {p.name for p in parts if (p.sdf(x, y, z)[outer] < 0).any()}
+        assert {"ra_wall", "aortic_root_wall", "lv_wall"} <= touching, touching
+
+
+def test_acquisition_blur_slab_and_ghost():
+    from bundle.data.phantom.intensity import acquire
+
+    clean = np.zeros((16, 32, 32), np.float32)
+    clean[6:10, 4:8, 10:14] = 200.0
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    plain = Acquisition(dict(TISSUE_MEANS), noise_sd=0.0, texture=0.0)
+    base = acquire(clean, (1.0, 1.0, 1.0), plain, rng())
+    ghosted = acquire(clean, (1.0, 1.0, 1.0), Acquisition(dict(TISSUE_MEANS), noise_sd=0.0, texture=0.0, ghost=0.05,
+                                                          ghost_axis=1), rng())
+    assert base[8, 20, 12] == 0 and ghosted[8, 20, 12] == pytest.approx(10.0, abs=0.5)  # half the FOV along y
+    slab = acquire(clean, (1.0, 1.0, 1.0), Acquisition(dict(TISSUE_MEANS), noise_sd=0.0, texture=0.0, slab_mm=4.0),
+                   rng())
+    assert slab[5, 5, 12] > 0 and slab[8, 5, 12] < 200  # blurred along z only
+    assert slab[8, 2, 12] == 0 and slab[8, 5, 8] == 0
+    blurred = acquire(clean, (1.0, 1.0, 1.0), Acquisition(dict(TISSUE_MEANS), noise_sd=0.0, texture=0.0, blur_mm=1.0),
+                      rng())
+    assert blurred[8, 5, 9] > 0 and blurred[5, 5, 12] == 0  # in-plane only

@@ -7,7 +7,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import torch
 from bundle.atomic import atomic_write_text
 from bundle.data.layouts import LAYOUTS, write_case, write_index
 from bundle.data.phantom.generate import ScanSpec, cohort, generate_scan
-from bundle.data.phantom.profiles import Profile, get_profile
+from bundle.data.phantom.profiles import MIXED, get_profile
 from bundle.errors import ForeignPathError
 from bundle.ownership import folder_kind, replace_folder
 
@@ -31,7 +31,7 @@ GENERATOR = "bundle.data.phantom"
 PHANTOM_KIND = "phantom dataset"
 """The kind of folder (:mod:`bundle.ownership`) the phantom generator writes; claimed before the first scan."""
 
-SETTINGS = ("n_patients", "profile", "seed")
+SETTINGS = ("n_patients", "profile", "seed", "families")
 """What a ``phantom`` config block may set (besides ``enabled``)."""
 
 _OFF = {"", "none", "null", "false", "no", "off", "0"}
@@ -126,8 +126,10 @@ PARALLEL_MIN_VOXELS = 2_000_000
 (the test profiles) in this process, where starting workers would cost more than it saves."""
 
 
-def _default_workers(profile: Profile, n_scans: int) -> int:
-    voxels = max(profile.in_plane_sizes) ** 2 * profile.slices[1]
+def _default_workers(specs: list[ScanSpec], profile: str) -> int:
+    grids = {s.grid or profile for s in specs}
+    voxels = max(max(get_profile(g).in_plane_sizes) ** 2 * get_profile(g).slices[1] for g in grids)
+    n_scans = len(specs)
     if voxels < PARALLEL_MIN_VOXELS:
         return 1
     return max(1, min(n_scans, os.cpu_count() or 1))
@@ -137,7 +139,7 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # one scan per core: threads inside a worker would only compete
 
 
-def _write_scan(spec: ScanSpec, profile: Profile, seed: int, out: Path, layout: str, name: str) -> tuple[dict, float]:
+def _write_scan(spec: ScanSpec, profile: str, seed: int, out: Path, layout: str, name: str) -> tuple[dict, float]:
     """Generate one phantom scan and write it; returns its record and the seconds it took."""
     start = time.perf_counter()
     record = write_case(generate_scan(spec, profile, seed), out, layout, name=name)
@@ -147,13 +149,17 @@ def _write_scan(spec: ScanSpec, profile: Profile, seed: int, out: Path, layout: 
 def synthesize_dataset(
     out: str | Path,
     n_patients: int = 16,
-    profile: str = "miccai2018",
+    profile: str = MIXED,
     layout: str = "datalist",
     seed: int = 0,
     overwrite: bool = False,
     workers: int | None = None,
+    families: Mapping[str, Sequence[str]] | None = None,
 ) -> dict:
     """Generate ``n_patients`` phantom patients (pre and/or post scans) and write them to ``out``.
+
+    ``profile`` is a grid (``utah``, ``miccai2018``, ``siemens``, ``tinyfov``, ``tiny``) or ``mixed`` (each scan
+    draws its grid); ``families`` restricts the families scans draw from (:mod:`bundle.data.phantom.families`).
 
     Writes into an absent or empty folder; with ``overwrite``, also replaces a phantom dataset the generator wrote
     (finished or interrupted); never anything else (:class:`~bundle.errors.ForeignPathError`). The folder is claimed
@@ -164,17 +170,16 @@ def synthesize_dataset(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    prof = get_profile(profile)
+    specs = cohort(n_patients, seed, profile=profile, families=families)  # checks profile and families first
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and is_phantom_folder(out) and not overwrite:
         raise FileExistsError(f"{out}: holds a phantom dataset already; pass overwrite=True to replace it")
     replace_folder(out, PHANTOM_KIND, recognise=is_complete,
                    hint="phantoms are written into an absent or empty folder, or over phantoms the bundle wrote")
-    specs = cohort(n_patients, seed)
     names = [f"train_{i}" if layout == "lascarqs2022" else s.scan for i, s in enumerate(specs, 1)]
-    workers = _default_workers(prof, len(specs)) if workers is None else max(1, int(workers))
+    workers = _default_workers(specs, profile) if workers is None else max(1, int(workers))
     start = time.perf_counter()
-    jobs = [(spec, prof, seed, out, layout, name) for spec, name in zip(specs, names)]
+    jobs = [(spec, profile, seed, out, layout, name) for spec, name in zip(specs, names)]
     if workers == 1:
         results = (_write_scan(*job) for job in jobs)
         records = _collect(results, specs)
@@ -185,9 +190,10 @@ def synthesize_dataset(
     write_index(records, out, layout)
     manifest = {
         "generator": GENERATOR,
-        "profile": prof.name,
+        "profile": profile,
         "layout": layout,
         "seed": seed,
+        "families": {k: list(v) for k, v in (families or {}).items()},
         "n_patients": n_patients,
         "n_scans": len(records),
         "n_pre": sum(s.ablation == "pre" for s in specs),
@@ -195,6 +201,7 @@ def synthesize_dataset(
         "seconds": round(time.perf_counter() - start, 2),
         "workers": workers,
         "scans": [s.scan for s in specs],
+        "scan_families": {name: {**s.families, "grid": s.grid or profile} for s, name in zip(specs, names)},
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -1,15 +1,16 @@
 """Synthetic 3D LGE CMR phantoms of AF patients, with LA and scar ground truth.
 
-Each patient has one anatomy (LA and thorax); a patient may have a pre-ablation scan, a
-post-ablation scan or both, each with its own field of view, scar and acquisition. Everything
-is drawn from ``numpy.random.default_rng`` seeded by (seed, patient, scan), so a dataset is a
-pure function of its seed and profile.
+Each patient has one anatomy (LA and thorax, of its ``anatomy`` family); a patient may have a pre-ablation scan,
+a post-ablation scan or both, each with its own grid, form (whole field of view or a crop around the LA),
+intensity family, scar and acquisition (:mod:`bundle.data.phantom.families`). Everything is drawn from
+``numpy.random.default_rng`` seeded by (seed, patient, scan), so a dataset is a pure function of its seed,
+profile and family selection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,8 +18,9 @@ from bundle.data.case import Case
 from bundle.data.labels import compose_label
 from bundle.data.phantom.atrium import rasterise_atrium, sample_atrium
 from bundle.data.phantom.context import sample_context
+from bundle.data.phantom.families import PER_PATIENT, draw, family_weights
 from bundle.data.phantom.intensity import Acquisition, acquire
-from bundle.data.phantom.profiles import Profile, get_profile
+from bundle.data.phantom.profiles import MIXED, Profile, get_profile
 from bundle.data.phantom.scar import draw_scar
 from bundle.data.phantom.shapes import Grid, block_mean, coverage
 
@@ -28,12 +30,28 @@ SCAR_MIN_FRACTION = 0.25
 """An LA voxel is scar when scar fills at least this much of it and outweighs healthy wall."""
 BOTH_SCANS_FRACTION = 0.6
 """Share of patients with both a pre- and a post-ablation scan; the others have one of them."""
+LA_CROP_MARGIN_VOXELS = (10, 20)
+"""``la_crop``: voxels added to the LA's in-plane box on each side (all slices kept), as the common preprocessed
+copies of the 2018 challenge crop it."""
+TIGHT_CROP_MARGIN_MM = (5.0, 45.0)
+"""``tight_crop``: millimetres added in-plane on each side of the LA box (the CARMA crop has 12-41 mm)..."""
+TIGHT_CROP_MARGIN_SLICES = (0, 2)
+"""... and slices above and below the LA."""
+TEST_PROFILE_FAMILIES = {"form": ["whole"], "intensity": ["lge"], "anatomy": ["standard"]}
+"""The test profiles (``tiny``, ``tinyfov``) are whole fields of view of one LGE contrast and the standard veins
+unless a family selection says otherwise: the unit and end-to-end tests train tiny models on a handful of them."""
 
 
 @dataclass(frozen=True)
 class ScanSpec:
+    """One scan of a cohort: its patient, pre- or post-ablation, and its families (``grid`` None: the profile's)."""
+
     patient_index: int
     ablation: str  # "pre" or "post"
+    grid: str | None = None
+    form: str = "whole"
+    intensity: str = "lge"
+    anatomy: str = "standard"
 
     @property
     def patient(self) -> str:
@@ -43,9 +61,20 @@ class ScanSpec:
     def scan(self) -> str:
         return f"{self.patient}_{self.ablation}"
 
+    @property
+    def families(self) -> dict[str, str]:
+        return {"grid": self.grid or "", "form": self.form, "intensity": self.intensity, "anatomy": self.anatomy}
 
-def cohort(n_patients: int, seed: int = 0, both_fraction: float = BOTH_SCANS_FRACTION) -> list[ScanSpec]:
-    """Which scans a cohort of ``n_patients`` has, in a fixed order."""
+
+def cohort(n_patients: int, seed: int = 0, both_fraction: float = BOTH_SCANS_FRACTION, profile: str | None = None,
+           families: Mapping[str, Sequence[str]] | None = None) -> list[ScanSpec]:
+    """Which scans a cohort of ``n_patients`` has, in a fixed order, with their families.
+
+    ``profile`` None keeps every scan at the defaults (the profile's grid, a whole LGE scan of the standard
+    anatomy); otherwise each patient draws its anatomy and each scan its grid (``mixed``: among the full-size
+    grids; else the profile's), form and intensity family from :data:`~bundle.data.phantom.families.WEIGHTS`,
+    restricted to ``families``. The scans a cohort has do not depend on the families.
+    """
     if n_patients < 1:
         raise ValueError(f"n_patients must be at least 1, got {n_patients}")
     rng = np.random.default_rng([seed, 7919])
@@ -56,14 +85,34 @@ def cohort(n_patients: int, seed: int = 0, both_fraction: float = BOTH_SCANS_FRA
         else:
             kinds = ("pre",) if rng.uniform() < 0.5 else ("post",)
         specs += [ScanSpec(p, k) for k in kinds]
-    return specs
+    if profile is None:
+        return specs
+    if profile != MIXED:
+        get_profile(profile)
+    select = dict(TEST_PROFILE_FAMILIES) if profile in ("tiny", "tinyfov") else {}
+    select.update(families or {})
+    weights = family_weights(select, grid=None if profile == MIXED else profile)
+    drawn = []
+    for spec in specs:
+        patient_rng = np.random.default_rng([seed, 104729, spec.patient_index])
+        scan_rng = np.random.default_rng([seed, 104729, spec.patient_index, 1 if spec.ablation == "post" else 0])
+        choice = {f: draw(patient_rng if f in PER_PATIENT else scan_rng, weights[f]) for f in weights}
+        drawn.append(replace(spec, **choice))
+    return drawn
 
 
-def _scan_grid(profile: Profile, rng: np.random.Generator, centre_xy: np.ndarray) -> Grid:
+def _scan_grid(profile: Profile, rng: np.random.Generator, centre_xy: np.ndarray,
+               la_z: tuple[float, float] = (-20.0, 20.0)) -> Grid:
+    """The scan's grid: centred on the chest in-plane (jittered), and along z on the LA, shifted by up to 6 mm but
+    never so far that the LA (``la_z``: its lowest and highest z, mm) leaves a short stack such as the 2018
+    challenge's 55 mm (88 slices of 0.625 mm), which the acquisition is planned to cover the LA with."""
     n = int(rng.choice(profile.in_plane_sizes))
     nz = int(rng.integers(profile.slices[0], profile.slices[1] + 1))
     jitter = 10.0 if profile.centre_on == "body" else 3.0
-    centre = np.array([centre_xy[0] + rng.normal(0, jitter), centre_xy[1] + rng.normal(0, jitter), rng.uniform(-6, 6)])
+    free = max(0.0, 0.5 * (nz * profile.spacing[2] - (la_z[1] - la_z[0])) - profile.spacing[2])
+    shift = min(6.0, free)
+    z = 0.5 * (la_z[0] + la_z[1]) + rng.uniform(-shift, shift)
+    centre = np.array([centre_xy[0] + rng.normal(0, jitter), centre_xy[1] + rng.normal(0, jitter), z])
     size = np.array([n, n, nz], float)
     origin = centre - 0.5 * (size - 1) * np.asarray(profile.spacing)
     return Grid((nz, n, n), profile.spacing, tuple(float(o) for o in np.round(origin, 4)))
@@ -90,44 +139,94 @@ def _paint(parts, grid: Grid, profile: Profile, mu: dict[str, float]) -> np.ndar
     return clean
 
 
-def generate_scan(spec: ScanSpec, profile: str | Profile = "miccai2018", seed: int = 0, acquisition: Acquisition | None = None) -> Case:
+def _crop(form: str, la: np.ndarray, offset: Sequence[int], grid: Grid, rng: np.random.Generator
+          ) -> tuple[slice, slice, slice] | None:
+    """The box (z, y, x slices of ``grid``) of a cropped ``form``, or None for a whole field of view; ``la`` is the
+    LA's mask in the box starting at ``offset`` (z, y, x) of the grid."""
+    if form == "whole":
+        return None
+    idx = np.nonzero(la)
+    lo = [int(i.min()) + o for i, o in zip(idx, offset)]
+    hi = [int(i.max()) + 1 + o for i, o in zip(idx, offset)]
+    if form == "la_crop":
+        margins = [(0, 0)] + [tuple(int(m) for m in rng.integers(LA_CROP_MARGIN_VOXELS[0], LA_CROP_MARGIN_VOXELS[1] + 1,
+                                                                 size=2)) for _ in range(2)]
+        lo[0], hi[0] = 0, grid.shape[0]
+    elif form == "tight_crop":
+        sx, sy, _ = grid.spacing
+        margins = [tuple(int(m) for m in rng.integers(TIGHT_CROP_MARGIN_SLICES[0], TIGHT_CROP_MARGIN_SLICES[1] + 1, 2))]
+        margins += [tuple(int(round(rng.uniform(*TIGHT_CROP_MARGIN_MM) / s)) for _ in range(2)) for s in (sy, sx)]
+    else:
+        raise ValueError(f"unknown form {form!r}; choose whole, la_crop or tight_crop")
+    return tuple(slice(max(0, a - m[0]), min(n, b + m[1])) for a, b, m, n in zip(lo, hi, margins, grid.shape))
+
+
+def _sub_grid(grid: Grid, box: tuple[slice, slice, slice]) -> Grid:
+    """The grid of the voxels in ``box`` (z, y, x slices)."""
+    starts = (box[2].start, box[1].start, box[0].start)
+    origin = tuple(float(o + a * s) for o, a, s in zip(grid.origin, starts, grid.spacing))
+    return Grid(tuple(b.stop - b.start for b in box), grid.spacing, origin)
+
+
+def _overlap(raster_box: tuple[slice, ...], crop: tuple[slice, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Where the LA's raster box and the crop meet: (slices into the cropped grid, slices into the raster box)."""
+    into_crop, into_box = [], []
+    for r, c in zip(raster_box, crop):
+        a, b = max(r.start, c.start), min(r.stop, c.stop)
+        b = max(a, b)
+        into_crop.append(slice(a - c.start, b - c.start))
+        into_box.append(slice(a - r.start, b - r.start))
+    return tuple(into_crop), tuple(into_box)
+
+
+def generate_scan(spec: ScanSpec, profile: str | Profile = "utah", seed: int = 0, acquisition: Acquisition | None = None) -> Case:
     """One phantom scan as a :class:`Case` with image, label, cavity and wall.
 
-    ``acquisition`` overrides the randomly drawn acquisition (``Acquisition.nominal()`` gives
-    the calibrated tissue means without gain, gamma, bias or jitter).
+    The grid is the spec's ``grid`` (else ``profile``), its form, intensity family and anatomy the spec's.
+    ``acquisition`` overrides the randomly drawn acquisition (``Acquisition.nominal()`` gives the calibrated tissue
+    means without gain, gamma, bias, blur or jitter).
     """
+    if spec.grid is not None:
+        profile = spec.grid
+    elif profile == MIXED:
+        raise ValueError(f"scan {spec.scan}: a {MIXED} cohort's scan needs its grid (cohort() draws it)")
     profile = get_profile(profile) if isinstance(profile, str) else profile
     patient_rng = np.random.default_rng([seed, spec.patient_index])
-    atrium = sample_atrium(patient_rng)
+    atrium = sample_atrium(patient_rng, spec.anatomy)
     parts, body_xy = sample_context(patient_rng, atrium)
     rng = np.random.default_rng([seed, spec.patient_index, 1 if spec.ablation == "post" else 0])
-    grid = _scan_grid(profile, rng, body_xy if profile.centre_on == "body" else np.zeros(2))
-    drawn = Acquisition.sample(rng)  # always drawn, so an override leaves the scar stream unchanged
-    acq = acquisition or drawn
+    reach = atrium.extent()[2]
+    whole = _scan_grid(profile, rng, body_xy if profile.centre_on == "body" else np.zeros(2), (-reach, reach))
+    drawn = Acquisition.sample(rng, spec.intensity, profile.acquired_slice_mm)  # always drawn: an override leaves
+    acq = acquisition or drawn  # the scar stream unchanged
     mu = acq.tissue_means
 
-    clean = _paint(parts, grid, profile, mu)
-
     la_centre = np.zeros(3)
-    raster = rasterise_atrium(atrium, grid, profile.supersample, la_centre)
+    raster = rasterise_atrium(atrium, whole, profile.supersample, la_centre)
     scar_fine = draw_scar(rng, atrium, raster, la_centre, spec.ablation)
     cav = block_mean(raster.cavity, profile.supersample)
     wall = block_mean(raster.wall & ~scar_fine, profile.supersample)
     scar = block_mean(scar_fine, profile.supersample)
     total = cav + wall + scar
-    box = clean[raster.slices]
-    clean[raster.slices] = box * (1.0 - total) + cav * mu["blood_la"] + wall * mu["la_wall"] + scar * mu["scar"]
-
     la_box = total >= LA_MIN_FRACTION
+    crop = _crop(spec.form, la_box, [s.start for s in raster.slices], whole, rng)
+    grid = whole if crop is None else _sub_grid(whole, crop)
+    into_grid, into_box = _overlap(raster.slices, crop or tuple(slice(0, n) for n in whole.shape))
+
+    clean = _paint(parts, grid, profile, mu)
+    cav, wall, scar, total, la_box = (a[into_box] for a in (cav, wall, scar, total, la_box))
+    box = clean[into_grid]
+    clean[into_grid] = box * (1.0 - total) + cav * mu["blood_la"] + wall * mu["la_wall"] + scar * mu["scar"]
+
     scar_box = la_box & (scar >= SCAR_MIN_FRACTION) & (scar >= wall)
     cavity_box = la_box & (cav >= 0.5) & ~scar_box
     # full-size arrays are few and written only in the LA box (fresh pages cost more than the arithmetic)
     label = np.zeros(grid.shape, np.uint8)
-    label[raster.slices] = compose_label(la_box, scar_box)
+    label[into_grid] = compose_label(la_box, scar_box)
     cavity = np.zeros(grid.shape, np.uint8)
-    cavity[raster.slices] = cavity_box
+    cavity[into_grid] = cavity_box
     wall_lab = np.zeros(grid.shape, np.uint8)
-    wall_lab[raster.slices] = la_box & ~cavity_box
+    wall_lab[into_grid] = la_box & ~cavity_box
 
     image = acquire(clean, grid.spacing, acq, rng, in_place=True)
     n_wall_fine = int(raster.wall.sum())
@@ -145,12 +244,14 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "miccai2018", seed: i
             "source": "phantom",
             "profile": profile.name,
             "seed": seed,
+            "families": {**spec.families, "grid": profile.name},
             "true_scar_percent_of_wall": 100.0 * int(scar_fine.sum()) / n_wall_fine if n_wall_fine else 0.0,
         },
     )
 
 
-def generate_cohort(n_patients: int, profile: str = "miccai2018", seed: int = 0) -> Iterator[Case]:
-    """All scans of a phantom cohort, one at a time (a full-size scan is ~60 MB)."""
-    for spec in cohort(n_patients, seed):
+def generate_cohort(n_patients: int, profile: str = "utah", seed: int = 0,
+                    families: Mapping[str, Sequence[str]] | None = None) -> Iterator[Case]:
+    """All scans of a phantom cohort, one at a time (a full-size scan is 30-150 MB)."""
+    for spec in cohort(n_patients, seed, profile=profile, families=families):
         yield generate_scan(spec, profile, seed)

@@ -58,6 +58,33 @@ def capsule(p0, p1, radius: float) -> Sdf:
     return sdf
 
 
+def round_cone(p0, p1, r0: float, r1: float) -> Sdf:
+    """Segment p0-p1 swept by a ball whose radius goes linearly from ``r0`` to ``r1``: the convex hull of the two
+    end balls (an exact signed distance; the closed form of Quilez's "round cone"). Needs ``|r0 - r1| < |p1 - p0|``."""
+    a, b = np.asarray(p0, float), np.asarray(p1, float)
+    ba = b - a
+    l2 = float(ba @ ba)
+    rr = float(r0 - r1)
+    a2 = l2 - rr * rr
+    if a2 <= 0:
+        raise ValueError("round_cone: the radii differ by more than the segment's length")
+    il2 = 1.0 / l2
+
+    def sdf(x, y, z):
+        pa = (x - a[0], y - a[1], z - a[2])
+        t = pa[0] * ba[0] + pa[1] * ba[1] + pa[2] * ba[2]
+        u = t - l2
+        x2 = sum((pa[i] * l2 - ba[i] * t) ** 2 for i in range(3))
+        y2, z2 = t * t * l2, u * u * l2
+        k = np.sign(rr) * rr * rr * x2
+        near_b = np.sign(u) * a2 * z2 > k
+        near_a = np.sign(t) * a2 * y2 < k
+        side = (np.sqrt(x2 * a2 * il2) + t * rr) * il2 - r0
+        return np.where(near_b, np.sqrt(x2 + z2) * il2 - r1, np.where(near_a, np.sqrt(x2 + y2) * il2 - r0, side))
+
+    return sdf
+
+
 def cylinder(p0, p1, radius: float) -> Sdf:
     """Flat-ended cylinder from p0 to p1 (exact signed distance)."""
     a, b = np.asarray(p0, float), np.asarray(p1, float)
