@@ -11,8 +11,9 @@ from __future__ import annotations
 from bundle.planning import rules
 from bundle.planning.planner import decide_batch, decide_network
 
-WHOLE_SCAN_ZYX = (44, 576, 576)
-"""A whole MICCAI 2018-size scan (z, y, x), for the inference benchmark."""
+WHOLE_SCAN_ZYX = (88, 576, 576)
+"""A whole scan of the 2018 Atrial Segmentation Challenge's size (z, y, x; 0.625 mm isotropic), for the inference
+benchmark."""
 
 
 def preset(profile: str = rules.DEFAULT_PROFILE, **given: object) -> dict:

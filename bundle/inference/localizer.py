@@ -325,6 +325,7 @@ class Localizer:
         self.network = network
         self.spacing = [float(s) for s in loc["spacing"]]
         self.downsampling = int(loc["downsampling"])
+        self.patch_size = [int(p) for p in loc.get("patch_size", (1, 1, 1))]
         self.margin_mm = float(roi["margin_mm"])
         self.multiple = int(roi["multiple"])
         self.crop_fov_mm = float(roi["crop_fov_mm"])
@@ -335,11 +336,17 @@ class Localizer:
         """LA probability (z', y', x') on the coarse grid of a preprocessed (z, y, x) volume."""
         x = to_coarse(volume, spacing_xyz, self.spacing).to(self.device)
         size = x.shape[2:]
-        pad = [(-n) % self.downsampling for n in size]  # edges replicated up to a multiple of the down-sampling
-        x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]), mode="replicate") if any(pad) else x
+        # as in training (SpatialPadd, replicate, symmetric): a scan smaller than the patch along an axis (the 55 mm
+        # of a 2018-challenge stack) is padded to it about its centre; then up to a multiple of the down-sampling
+        full = [max(n, p) for n, p in zip(size, self.patch_size)]
+        full = [f + (-f) % self.downsampling for f in full]
+        lo = [(f - n) // 2 for f, n in zip(full, size)]
+        hi = [f - n - a for f, n, a in zip(full, size, lo)]
+        if any(lo) or any(hi):
+            x = F.pad(x, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0]), mode="replicate")
         was_training = getattr(self.network, "training", False)
         self.network.eval()
-        logits = self.network(x)[0, 0, : size[0], : size[1], : size[2]]
+        logits = self.network(x)[0, 0, lo[0]: lo[0] + size[0], lo[1]: lo[1] + size[1], lo[2]: lo[2] + size[2]]
         if was_training:
             self.network.train()
         return torch.sigmoid(logits.float()).cpu().numpy()

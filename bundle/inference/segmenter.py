@@ -109,7 +109,8 @@ class Segmenter:
         self.discriminator = discriminator.to(self.device) if discriminator is not None else None
         self.batch_size = int(batch_size)
         self.plan = dict(plan)
-        self.stages = TwoStageInferer(localizer, inferer, batch_size, roi_growths)
+        self.stages = TwoStageInferer(localizer, inferer, batch_size, roi_growths,
+                                      context=self.plan["decisions"]["patch_size"]["value"])
         self.closing_radius_mm = float(closing_radius_mm)
         self.orientation = plan_orientation(self.plan)
         self.timings: dict[str, float] = {}

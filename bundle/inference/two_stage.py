@@ -2,8 +2,11 @@
 
 :class:`TwoStageInferer` is a MONAI ``Inferer``: validation during training (``SupervisedEvaluator``) and
 inference (:class:`bundle.inference.segmenter.Segmenter`) run whole scans through it, so the validation Dice is the number a
-user gets. Stage 2 sees the ROI z-scored with its own moments, as its training patches are. Outside the ROI the
-[LA, scar] logits are :data:`BACKGROUND_LOGIT` (probability ~1e-13).
+user gets. Stage 2 sees the ROI z-scored with its own moments, as its training patches are, and, like them, at
+least a patch's width of the scan around it (``context``: a ROI narrower than the training patch is widened for the
+network, and a scan narrower than it, a crop, is padded with zeros as its training slices are; the logits are kept
+inside the ROI). Outside the ROI the [LA, scar] logits are :data:`BACKGROUND_LOGIT`
+(probability ~1e-13).
 
 The box never cuts the LA away: when stage 2's LA (its largest component, ``p > 0.5``) reaches a side of the ROI
 that is not a side of the image (a pulmonary vein or the appendage leaves the box), the ROI grows on those sides by
@@ -20,10 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.inferers import Inferer, SliceInferer
 
 from bundle.inference.localizer import CROP, Localizer, Location, largest_component, side_name
-from bundle.preprocessing.roi import Roi, roi_normalized
+from bundle.preprocessing.roi import ROI_EPSILON, Roi, roi_moments, roi_normalized
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +77,17 @@ class TwoStageInferer(Inferer):
         roi_inferer: how stage 2 runs on the ROI; default slice by slice along z, each ROI slice whole.
         batch_size: slices per forward pass of the default ``roi_inferer``.
         roi_growths: how many times at most the ROI grows where stage 2's LA reaches its side (0: never).
+        context: the in-plane size (y, x) of stage 2's training patches: the network sees at least that much of the
+            scan around the ROI (None: the ROI alone).
 
     ``last_location`` holds stage 1's answer for the latest volume (its status, the ROI stage 2 segmented, and why).
     """
 
     def __init__(self, localizer: Localizer | None = None, roi_inferer: Inferer | None = None,
-                 batch_size: int = 8, roi_growths: int = MAX_ROI_GROWTHS) -> None:
+                 batch_size: int = 8, roi_growths: int = MAX_ROI_GROWTHS,
+                 context: Sequence[int] | None = None) -> None:
         super().__init__()
+        self.context = None if context is None else tuple(int(c) for c in context)
         self.localizer = localizer
         self.roi_inferer = roi_inferer or SliceInferer(roi_size=(-1, -1), spatial_dim=0, sw_batch_size=batch_size,
                                                        progress=False)
@@ -95,8 +103,21 @@ class TwoStageInferer(Inferer):
 
     def segment_roi(self, inputs: torch.Tensor, network: Callable, roi: Roi) -> torch.Tensor:
         """Stage 2's logits (1, 2, *roi.shape) on the ROI of a (1, C, Z, Y, X) volume, z-scored with the ROI's own
-        moments as in training (:func:`bundle.preprocessing.roi.roi_normalized`)."""
-        return self.roi_inferer(roi_normalized(inputs, roi).contiguous(), network)
+        moments as in training (:func:`bundle.preprocessing.roi.roi_moments`), seen within its ``context`` window."""
+        if self.context is None:
+            return self.roi_inferer(roi_normalized(inputs, roi).contiguous(), network)
+        window = roi.widened_to(self.context, inputs.shape[-3:])
+        mean, std = roi_moments(inputs, roi)
+        x = (inputs[(..., *window.slices)] - mean) / max(std, ROI_EPSILON)
+        # a scan narrower than the patch (a crop) is padded with zeros (the ROI's mean) about its centre, as
+        # training's SpatialPadd pads its slices
+        short = [max(0, c - n) for c, n in zip(self.context, x.shape[-2:])]
+        before = [d // 2 for d in short]
+        if any(short):
+            x = F.pad(x, (before[1], short[1] - before[1], before[0], short[0] - before[0]))
+        logits = self.roi_inferer(x.contiguous(), network)
+        offset = (window.start[0], window.start[1] - before[0], window.start[2] - before[1])
+        return logits[(..., *(slice(a - o, b - o) for a, b, o in zip(roi.start, roi.stop, offset)))]
 
     def segment(self, inputs: torch.Tensor, network: Callable, location: Location,
                 spacing: Sequence[float] | None) -> tuple[Location, torch.Tensor]:

@@ -69,6 +69,12 @@ class Roi:
                   for axis, (a, b, lo, hi, n) in enumerate(sides)]
         return Roi(tuple(r[0] for r in ranges), tuple(r[1] for r in ranges))
 
+    def widened_to(self, size_yx: Sequence[int], shape_zyx: Sequence[int], multiple: int = 1) -> Roi:
+        """The box widened in-plane about its centre to at least ``size_yx`` (as far as the array of ``shape_zyx``
+        allows; z unchanged): the window a network trained on patches of ``size_yx`` sees around the box."""
+        pads = [0.0] + [max(0.0, 0.5 * (int(c) - n)) for c, n in zip(size_yx, self.shape[1:])]
+        return self.grown(pads, pads, shape_zyx, multiple)
+
     def world(self, image: sitk.Image) -> dict:
         """The box in ``image``'s world (mm): ``min``/``max`` corners (x, y, z) of the voxels' outer faces."""
         corners = []

@@ -168,6 +168,8 @@ def test_installed_entry_points_run():
     ("module", "argv", "problem"),
     [
         ("synthesize", ["--profile", "nope", "--out", "{tmp}/x"], "unknown phantom profile"),
+        ("synthesize", ["--families", "dark", "--out", "{tmp}/x"], "--families must be a JSON object"),
+        ("synthesize", ["--families", '{{"intensity": ["psir"]}}', "--out", "{tmp}/x"], "unknown or no members"),
         ("plan", ["--root", "{tmp}/none"], "dataset folder not found"),
         ("plan", ["--from_plan", "{tmp}/none.json"], "plan file not found"),
         ("quantify", ["--predictions", "{tmp}/none"], "prediction folder not found"),

@@ -100,6 +100,21 @@ def test_locate_finds_the_off_centre_block_with_its_margin():
     assert net.shapes == [(1, 1, 8, 16, 16)]  # the coarse grid (4 mm), padded to a multiple of 4
 
 
+def test_a_scan_shorter_than_the_patch_is_padded_about_its_centre_as_in_training():
+    """A 2018-challenge stack covers 55 mm: on the coarse grid fewer slices than the localiser's patch. Training pads
+    such scans symmetrically with replicated edges (SpatialPadd), so inference does too, and maps back."""
+    v = _volume()[5:9]  # 4 slices of 2 mm: 2 coarse slices, the patch has 8
+    net = BrightNet()
+    localizer = Localizer(net, _plan())
+    prob = localizer.probabilities(v, SPACING)
+    assert net.shapes == [(1, 1, 8, 16, 16)] and prob.shape == (2, 16, 16)
+    assert prob[:, 10:14, 2:6].min() > 0.99 and prob[:, :8].max() < 0.01  # the block, in place
+    loc = localizer.locate(v, SPACING)
+    truth = np.zeros(v.shape, bool)
+    truth[:, 40:56, 8:24] = True
+    assert loc.roi is not None and loc.roi.recall(truth) == 1.0
+
+
 def test_locate_reports_no_la_and_crops():
     v = _volume()
     loc = Localizer(BrightNet(level=5.0), _plan()).locate(v, SPACING)

@@ -250,27 +250,28 @@ def test_decisions_coarser_spacing_and_median_rule():
     assert d["batch_size"]["value"] == 9
 
 
-def test_decisions_cpu_profile_keeps_spacing_and_caps_patch():
+def test_decisions_cpu_profile_coarsens_spacing_to_fit_the_la_in_its_patch():
+    """``cpu``: the p95 LA (100 mm) plus 30 mm a side needs 158 mm, so the 128 px patch sits on a 1.234 mm grid."""
     cases = [square_la_case(f"s{i}", e, 0.625, 576) for i, e in enumerate((60, 80, 100))]
     d = plan_for(cases, profile="cpu")["decisions"]
-    assert d["target_spacing"]["value"] == [0.625, 0.625]
-    assert d["target_spacing"]["inputs"]["coarsened"] is False
-    assert d["patch_size"]["value"] == [128, 128]
-    assert "caps the patch at 128 px" in d["patch_size"]["reason"]
+    patch, spacing = _check_patch(d)
+    assert patch == [128, 128]
+    assert spacing[0] == pytest.approx(158.0 / 128, abs=1e-6) and spacing[0] > 0.625
+    assert d["target_spacing"]["inputs"]["coarsened"] is True
     assert d["batch_size"]["value"] == 4
     assert d["network"]["value"] == {
         "gl_widths": [16, 32, 64, 128, 128], "gl_poolings": 4, "gs_width": 16, "lstm_channels": 16,
     }
 
 
-def test_decisions_profile_that_coarsens_spacing(monkeypatch):
-    monkeypatch.setitem(R.PROFILES, "coarse", {**R.PROFILES["cpu"], "coarsen_spacing": True})
+def test_decisions_profile_that_keeps_spacing_caps_the_patch(monkeypatch):
+    monkeypatch.setitem(R.PROFILES, "native", {**R.PROFILES["cpu"], "coarsen_spacing": False})
     cases = [square_la_case(f"s{i}", e, 0.625, 576) for i, e in enumerate((60, 80, 100))]
-    d = plan_for(cases, profile="coarse")["decisions"]
-    patch, spacing = _check_patch(d)
-    assert patch == [128, 128]
-    assert spacing[0] == pytest.approx(158.0 / 128, abs=1e-6) and spacing[0] > 0.625
-    assert d["target_spacing"]["inputs"]["coarsened"] is True
+    d = plan_for(cases, profile="native")["decisions"]
+    assert d["target_spacing"]["value"] == [0.625, 0.625]
+    assert d["target_spacing"]["inputs"]["coarsened"] is False
+    assert d["patch_size"]["value"] == [128, 128]
+    assert "caps the patch at 128 px" in d["patch_size"]["reason"]
 
 
 def test_decisions_small_images_min_patch_and_fov_cap():

@@ -90,16 +90,18 @@ def _phantom_plan() -> dict:
 @pytest.mark.parametrize("pad_px", [3, 10, 20], ids=["tight-utah-style", "box+10px", "box+20px"])
 def test_crops_around_each_planned_la_are_crops_with_all_their_slices(pad_px):
     """Each of plans/phantom.json's LAs cut out as a crop would be (its box plus ``pad_px`` pixels in-plane, all
-    slices, at the scan's 0.625 mm): stage 1 is skipped for it under the plan's own ``roi`` decision."""
+    slices, at the scan's own spacing): stage 1 is skipped for it under the plan's own ``roi`` decision; the phantoms
+    that are whole fields of view (over 300 mm) are not crops, those shipped as crops are."""
     plan = _phantom_plan()
     crop_fov = plan["decisions"]["roi"]["value"]["crop_fov_mm"]
     for case in plan["fingerprint"]["cases"]:
         lo, hi = case["la_bbox_voxel"]["min"], case["la_bbox_voxel"]["max"]  # x, y, z, inclusive
         size_xy = [min(n, b - a + 1 + 2 * pad_px) for a, b, n in zip(lo[:2], hi[:2], case["shape"][:2])]
         shape_zyx = (case["shape"][2], size_xy[1], size_xy[0])
-        assert case["spacing"][:2] == [0.625, 0.625] and shape_zyx[0] == case["shape"][2]
+        assert shape_zyx[0] == case["shape"][2]
         assert is_crop(shape_zyx, case["spacing"], crop_fov), (case["scan"], shape_zyx)
-        assert not is_crop(tuple(case["shape"][::-1]), case["spacing"], crop_fov), case["scan"]  # the whole scan
+        fov = [n * s for n, s in zip(case["shape"][:2], case["spacing"][:2])]
+        assert is_crop(tuple(case["shape"][::-1]), case["spacing"], crop_fov) == (max(fov) < 300), case["scan"]
 
 
 @pytest.mark.parametrize("shape_zyx, crop", [
@@ -153,3 +155,60 @@ def test_stage_2_sees_the_roi_z_scored_with_its_own_moments():
     assert abs(float(inside.mean())) < 1e-5 and abs(float(inside.std()) - 1) < 1e-4
     mean, std = roi_moments(volume, roi)
     np.testing.assert_allclose(inside[:, 0].numpy(), ((volume[0, 0][roi.slices] - mean) / std).numpy(), atol=1e-5)
+
+
+def test_widening_a_box_to_a_patch_about_its_centre():
+    shape = (10, 64, 80)
+    roi = Roi((2, 20, 30), (8, 36, 46))
+    wide = roi.widened_to((32, 48), shape)
+    assert wide.shape == (6, 32, 48) and wide.start[0] == 2  # z unchanged
+    assert wide.start[1] <= 20 and wide.stop[1] >= 36 and wide.start[2] <= 30 and wide.stop[2] >= 46
+    assert roi.widened_to((8, 8), shape) == roi  # already wider
+    assert Roi((0, 0, 0), (4, 10, 12)).widened_to((32, 48), shape).start[1:] == (0, 0)  # shifted inside
+    assert roi.widened_to((100, 100), shape).shape[1:] == (64, 80)  # never past the image
+
+
+def test_stage_2_sees_a_patch_wide_window_z_scored_with_the_roi_moments():
+    import torch
+
+    from bundle.inference.two_stage import TwoStageInferer
+    from bundle.preprocessing.roi import roi_moments
+
+    seen = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.cat([x, -x], dim=1)  # logits that show where each pixel came from
+
+    rng = np.random.default_rng(1)
+    volume = torch.as_tensor(rng.normal(50, 5, (1, 1, 6, 64, 64)).astype(np.float32))
+    volume[..., :, :, :8] += 500  # outside the ROI and outside the window
+    roi = Roi((1, 24, 24), (5, 40, 40))
+    logits = TwoStageInferer(batch_size=8, context=(32, 32)).segment_roi(volume, network, roi)
+    window = torch.cat(seen)
+    assert tuple(window.shape) == (4, 1, 32, 32)  # the 16 x 16 ROI seen within a 32 x 32 window
+    mean, std = roi_moments(volume, roi)
+    expected = (volume[0, 0][roi.slices] - mean) / std
+    assert tuple(logits.shape) == (1, 2, 4, 16, 16)
+    np.testing.assert_allclose(logits[0, 0].numpy(), expected.numpy(), atol=1e-5)  # cropped back to the ROI
+
+
+def test_a_crop_narrower_than_the_patch_is_padded_with_zeros_as_in_training():
+    import torch
+
+    from bundle.inference.two_stage import TwoStageInferer
+
+    seen = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.cat([x, -x], dim=1)
+
+    volume = torch.as_tensor(np.random.default_rng(2).normal(50, 5, (1, 1, 3, 20, 24)).astype(np.float32))
+    roi = Roi.whole((3, 20, 24))
+    logits = TwoStageInferer(batch_size=8, context=(32, 32)).segment_roi(volume, network, roi)
+    window = torch.cat(seen)
+    assert tuple(window.shape) == (3, 1, 32, 32)
+    assert torch.all(window[:, :, :6] == 0) and torch.all(window[:, :, :, :4] == 0)  # symmetric zero padding
+    assert tuple(logits.shape) == (1, 2, 3, 20, 24)
+    np.testing.assert_allclose(logits[0, 0].numpy(), window[:, 0, 6:26, 4:28].numpy())  # cropped back

@@ -118,7 +118,8 @@ def test_a_plan_without_the_augmentation_decision_trains_with_the_default(tmp_pa
     committed = old["decisions"].pop("augmentation")["value"]
     save_plan(old, tmp_path / "old.json")
     values = decision_values(load_plan(tmp_path / "old.json"))
-    assert values["augmentation"] == committed == decide_augmentation([128, 128], [32, 96, 96])["value"]
+    patches = old["decisions"]["patch_size"]["value"], old["decisions"]["localizer"]["value"]["patch_size"]
+    assert values["augmentation"] == committed == decide_augmentation(*patches)["value"]
     chain = _chain(load_plan(tmp_path / "old.json"), "train#preprocessing")
     assert [type(t).__name__ for t in _augmentation(chain)] == STAGE2_AUGMENTATION
 
