@@ -170,6 +170,29 @@ def test_training_run_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+def test_generalization_check_trains_without_the_held_out_family_and_scores_it(tmp_path):
+    """configs/generalization.yaml as README runs it, on the tiny profile: the model trains on phantoms without the
+    held-out intensity family, then the table scores the test split, a cohort of that family and the CARMA crop."""
+    configs = "['configs/train.yaml','configs/evaluate.yaml','configs/evaluate_generalization.yaml'," \
+              "'configs/generalization.yaml']"
+    run = _run(_bundle_cmd(tmp_path, "--held_out", '{"intensity": ["dark"]}', "--generalization_profile", "tinyfov",
+                           "--generalization_patients", "1", "--generalization_dir", str(tmp_path / "cohorts"),
+                           "--eval_dir", str(tmp_path / "eval"), config=configs, run_id="generalization"))
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    trained = json.loads((tmp_path / "phantom" / "phantom.json").read_text())["scan_families"]
+    assert trained and "dark" not in {f["intensity"] for f in trained.values()}
+    held = json.loads((tmp_path / "cohorts" / "intensity_dark" / "phantom.json").read_text())["scan_families"]
+    assert {f["intensity"] for f in held.values()} == {"dark"}
+    table = json.loads((tmp_path / "eval" / "generalization.json").read_text())
+    names = [r["cohort"] for r in table["rows"]]
+    assert names[:3] == ["test_split", "in_distribution", "intensity_dark"] and names[3:] in ([], ["carma"])
+    for row in table["rows"]:
+        assert row["scans"] >= 1 and row["failed"] == 0 and 0 <= row["no_la"] <= row["scans"]
+    assert "| intensity_dark |" in (tmp_path / "eval" / "generalization.md").read_text()
+
+
+@pytest.mark.slow
 def test_multitask_unet_overlay_trains_and_exports(tmp_path):
     """configs/mtl.yaml: the multi-task U-Net trains with its classification loss, validates and exports."""
     import torch

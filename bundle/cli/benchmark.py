@@ -6,6 +6,7 @@
     jasgan-benchmark backends --preset cpu --weights models/model.pt --scan <scan> --label <its LA mask>
     jasgan-benchmark dicom [--size "[640,640]" --slices 60]
     jasgan-benchmark surface --predictions eval/predictions --scan P004_post --image <the scan>
+    jasgan-benchmark synthesis [--scans 3]
 
 ``--preset`` is one of the planner's profiles (``paper``, the default, or ``cpu``;
 :func:`bundle.benchmarks.presets.preset`); any size may be overridden.
@@ -22,6 +23,7 @@ from bundle.benchmarks import dicom as dicom_bench
 from bundle.benchmarks import inference as inference_bench
 from bundle.benchmarks import planning as planning_bench
 from bundle.benchmarks import surface as surface_bench
+from bundle.benchmarks import synthesis as synthesis_bench
 from bundle.benchmarks import training as training_bench
 from bundle.cli import run, setup_logging
 from bundle.planning import rules
@@ -77,8 +79,14 @@ def surface(predictions: str, scan: str, image: str | None = None, repeats: int 
     _print(surface_bench.time_surface(predictions, scan, image, repeats))
 
 
+def synthesis(scans: int = 3, grids: list[str] | None = None, seed: int = 0, log_level: str = "WARNING") -> None:
+    """Seconds to synthesize (and write) one whole phantom scan of each full-size grid, in one process."""
+    setup_logging(log_level)
+    _print(synthesis_bench.time_synthesis(grids or synthesis_bench.FULL_SIZE_GRIDS, scans, seed))
+
+
 COMMANDS = {"planning": planning, "training": training, "inference": inference, "backends": backends,
-            "dicom": dicom, "surface": surface}
+            "dicom": dicom, "surface": surface, "synthesis": synthesis}
 """``jasgan-benchmark <command>``."""
 
 
