@@ -2,7 +2,8 @@
 
 Each method is evaluated on the same test split and gives one row of metrics per scan (``scan``,
 ``patient``, ``ablation`` and ``la_<metric>`` / ``scar_<metric>`` columns, the metric keys of
-:data:`bundle.evaluation.metrics.METRICS`). For one structure :func:`compare_methods` gives every method's
+:data:`bundle.evaluation.metrics.METRICS`, and ``cavity_<metric>`` where the dataset's labels are LA cavities:
+the 2018 challenge's table, :data:`CHALLENGE_METRICS`). For one structure :func:`compare_methods` gives every method's
 mean ± SD per metric (NaN values left out, sample SD), picks the best method (highest mean DSC by
 default) and tests every other method against it with a two-sided paired t-test per metric, paired
 by scan. :func:`format_table` prints the paper's layout, :func:`write_comparison` writes Markdown,
@@ -30,26 +31,33 @@ from scipy import stats
 from bundle.atomic import atomic_write_text
 from bundle.batch import json_safe, rows_to_csv
 from bundle.errors import DatasetError
-from bundle.evaluation.metrics import METRICS
+from bundle.evaluation.metrics import CAVITY_METRICS, METRICS
 from bundle.evaluation.statistics import mean_sd
 from bundle.ownership import claim_folder
 
-STRUCTURES = ("la", "scar")
-"""Column prefixes of the per-case metric rows: ``la_dsc``, ``scar_dsc``, ..."""
+STRUCTURES = ("la", "scar", "cavity")
+"""Column prefixes of the per-case metric rows: ``la_dsc``, ``scar_dsc``, ``cavity_dsc``, ..."""
 
 PAPER_METRICS = ("dsc", "jaccard", "asd_mm", "nmi")
 """The columns of the paper's Tables IV and V: DSC, JI, ASD (mm), NMI."""
 
-LOWER_IS_BETTER = frozenset({"asd_mm", "hd95_mm", "osr", "usr"})
+CHALLENGE_METRICS = CAVITY_METRICS
+"""The columns of the cavity table: the 2018 challenge's Dice, Jaccard, HD95 and ASD, in mm and in voxels."""
+
+ALL_METRICS = tuple(dict.fromkeys(METRICS + CAVITY_METRICS))
+"""Every metric a comparison can tabulate."""
+
+LOWER_IS_BETTER = frozenset({"asd_mm", "hd95_mm", "asd_vox", "hd95_vox", "osr", "usr"})
 """Metrics where a lower value is better (distances and over/under-segmentation rates)."""
 
 METRIC_LABELS = {
     "dsc": "DSC", "jaccard": "JI", "asd_mm": "ASD (mm)", "hd95_mm": "HD95 (mm)", "nmi": "NMI", "osr": "OSR",
-    "usr": "USR",
+    "usr": "USR", "hd95_vox": "HD95 (voxels)", "asd_vox": "ASD (voxels)",
 }
 """Column headers as the paper writes them."""
 
-TABLE_TITLES = {"la": ("Table IV", "LA segmentation"), "scar": ("Table V", "scar segmentation")}
+TABLE_TITLES = {"la": ("Table IV", "LA segmentation"), "scar": ("Table V", "scar segmentation"),
+                "cavity": ("2018 challenge", "LA cavity segmentation")}
 """The paper's table and its subject for each structure."""
 
 ALPHA = 0.05
@@ -159,9 +167,9 @@ def compare_methods(
     if structure not in STRUCTURES:
         raise ValueError(f"structure must be one of {STRUCTURES}, got {structure!r}")
     metrics = list(metrics)
-    unknown = [m for m in [*metrics, best_by] if m not in METRICS]
+    unknown = [m for m in [*metrics, best_by] if m not in ALL_METRICS]
     if unknown or not metrics:
-        raise ValueError(f"metrics must be a non-empty selection of {METRICS}, got {metrics} (best_by {best_by!r})")
+        raise ValueError(f"metrics must be a non-empty selection of {ALL_METRICS}, got {metrics} (best_by {best_by!r})")
     if not method_rows:
         raise ValueError("no methods to compare")
 
@@ -355,6 +363,11 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
     return rows
 
 
+def _has_cavity(rows: Sequence[Mapping]) -> bool:
+    """Whether a method's metric rows score the LA cavity (the dataset gives cavity labels)."""
+    return any(math.isfinite(float(r.get("cavity_dsc", math.nan))) for r in rows)
+
+
 def method_slug(method: str) -> str:
     """A folder name for a method's evaluation outputs (``JAS-GAN`` -> ``JAS-GAN``, ``IIR > 1.2`` -> ``IIR_1.2``)."""
     slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in method.strip())
@@ -378,7 +391,9 @@ def compare_folders(
     ``la_methods`` limits the LA table (Table IV) to methods that segment the LA themselves: a
     classical baseline thresholds inside the ground-truth LA wall, so its LA is the truth.
     ``scar_methods`` likewise limits the scar table (Table V) to methods that segment scar (not the
-    multi-task U-Net, which segments only the LA). Both default to all methods.
+    multi-task U-Net, which segments only the LA). Both default to all methods. Where the scans' labels are LA
+    cavities (every LA method has cavity metrics), a third table compares the LA methods' cavities with the 2018
+    challenge's metrics (:data:`CHALLENGE_METRICS`).
 
     Raises:
         ValueError: fewer than one method, an LA method not among ``methods``, or a method that failed on
@@ -409,6 +424,8 @@ def compare_folders(
         tables["la"] = compare_methods({m: rows[m] for m in la_methods}, "la", metrics)
     if scar_methods:
         tables["scar"] = compare_methods({m: rows[m] for m in scar_methods}, "scar", metrics)
+    if la_methods and all(_has_cavity(rows[m]) for m in la_methods):
+        tables["cavity"] = compare_methods({m: rows[m] for m in la_methods}, "cavity", CHALLENGE_METRICS)
     write_comparison(tables, out_dir)
     from bundle.evaluation.plots import rate_figure  # matplotlib only here
 

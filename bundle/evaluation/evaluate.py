@@ -1,7 +1,9 @@
 """Evaluate a prediction folder against a dataset's labels: per-case metrics, scar burden, summary, plots.
 
 What the JAS-GAN paper reports (Section IV-C, Table I, Figures 3-5, 9, 10): for LA and scar the
-metrics of :mod:`bundle.evaluation.metrics`; the scar volume and scar % of the LA wall of prediction and ground
+metrics of :mod:`bundle.evaluation.metrics`; where the dataset's labels are LA cavities (the 2018 challenge's
+``laendo``, LAScarQS), also the cavity as the challenge scores it (``cavity_*``: Dice, Jaccard, HD95 and ASD in mm
+and voxels of the predicted LA minus its derived wall and scar against the given cavity); the scar volume and scar % of the LA wall of prediction and ground
 truth (each from its own LA's wall, :func:`bundle.data.wall.scar_burden`); mean +- SD per pre-ablation,
 post-ablation and all scans; Pearson r and Bland-Altman agreement of the scar volume and scar %.
 
@@ -25,8 +27,10 @@ from bundle.data.case import Case
 from bundle.data.io import axial_array
 from bundle.data.labels import la_mask, scar_mask
 from bundle.data.layouts import load_case
+from bundle.data.toolkit import DILATION_RADIUS_VOXELS
+from bundle.data.wall import derived_cavity
 from bundle.data.predictions import read_prediction
-from bundle.evaluation.metrics import METRICS, segmentation_metrics
+from bundle.evaluation.metrics import CAVITY_METRICS, METRICS, cavity_metrics, segmentation_metrics
 from bundle.evaluation.statistics import GROUPS, bland_altman, group_members, pearson, spearman, summarize
 from bundle.inference.localizer import NO_LA
 from bundle.ownership import claim_folder
@@ -42,8 +46,11 @@ EVALUATION_KIND = "evaluation"
 STRUCTURES = {"la": la_mask, "scar": scar_mask}
 """Evaluated structures and how each is taken from a label map (0/1/2)."""
 
-METRIC_COLUMNS = tuple(f"{s}_{m}" for s in STRUCTURES for m in METRICS)
-"""Per-case metric columns of ``metrics.csv``: ``la_dsc`` ... ``scar_usr``."""
+CAVITY_COLUMNS = tuple(f"cavity_{m}" for m in CAVITY_METRICS)
+"""Per-case cavity columns (empty where the dataset gives no cavity): ``cavity_dsc`` ... ``cavity_asd_vox``."""
+
+METRIC_COLUMNS = tuple(f"{s}_{m}" for s in STRUCTURES for m in METRICS) + CAVITY_COLUMNS
+"""Per-case metric columns of ``metrics.csv``: ``la_dsc`` ... ``scar_usr``, then :data:`CAVITY_COLUMNS`."""
 
 QUANTITIES = {"scar_volume": ("scar_ml", "ml"), "scar_percent": ("scar_percent", "% of LA wall")}
 """Scar burden quantities compared between prediction and ground truth (Figures 9, 10): key, unit."""
@@ -63,11 +70,17 @@ RANK_METRIC = "scar_dsc"
 
 def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case) -> dict[str, float]:
     """Metrics of LA and scar and the scar burden of ground truth (``gt_``) and prediction (``pred_``), two
-    label maps on ``case``'s grid."""
+    label maps on ``case``'s grid; the cavity metrics where ``case.cavity`` is given (NaN otherwise)."""
     row: dict[str, float] = {}
     for name, mask in STRUCTURES.items():
         values = segmentation_metrics(mask(pred), mask(truth), case.spacing)
         row.update({f"{name}_{k}": v for k, v in values.items()})
+    if case.cavity is not None:
+        cavity = derived_cavity(pred, case.spacing, radius_voxels=DILATION_RADIUS_VOXELS)  # the layouts' LA rule
+        values = cavity_metrics(cavity, case.cavity, case.spacing)
+        row.update({f"cavity_{k}": v for k, v in values.items()})
+    else:
+        row.update(dict.fromkeys(CAVITY_COLUMNS, math.nan))
     for prefix, label in (("gt", truth), ("pred", pred)):
         row.update({f"{prefix}_{k}": v for k, v in quantify(label, case).items()})
     return row
@@ -167,6 +180,7 @@ def evaluate_predictions(
                                                                           for k, _ in QUANTITIES.values())),
         "roi_recall_min": min((r["roi_recall"] for r in ok if math.isfinite(r["roi_recall"])), default=None),
         "no_la": [r["scan"] for r in ok if r.get("stage1") == "none"],
+        "cavity_scored": any(math.isfinite(r["cavity_dsc"]) for r in ok),
         "agreement": agreement(ok) if ok else {},
         "quality_check": quality_ranking(ok),
     }
@@ -183,8 +197,11 @@ def evaluate_predictions(
             figures.overlay_figure(image, truth, pred, out_dir / f"overlay_{tag}_{row['scan']}.png",
                                    f"{tag} case {row['scan']}: LA DSC {row['la_dsc']:.3f}, scar DSC "
                                    f"{row['scar_dsc']:.3f}")
-    logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, scar DSC %.3f", len(rows), len(rows) - len(ok),
-                out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], summary["metrics"]["all"]["scar_dsc"]["mean"])
+    cavity = (f", cavity DSC {summary['metrics']['all']['cavity_dsc']['mean']:.3f}" if summary["cavity_scored"]
+              else "")
+    logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, scar DSC %.3f%s", len(rows), len(rows) - len(ok),
+                out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], summary["metrics"]["all"]["scar_dsc"]["mean"],
+                cavity)
     return summary
 
 

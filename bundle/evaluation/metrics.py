@@ -24,6 +24,10 @@ from monai.metrics import compute_average_surface_distance, compute_hausdorff_di
 METRICS = ("dsc", "jaccard", "asd_mm", "hd95_mm", "nmi", "osr", "usr")
 """Metric keys of :func:`segmentation_metrics`, in the order of the paper's tables."""
 
+CAVITY_METRICS = ("dsc", "jaccard", "hd95_mm", "asd_mm", "hd95_vox", "asd_vox")
+"""Metric keys of :func:`cavity_metrics`: the 2018 Atrial Segmentation Challenge's (Dice, Jaccard, 95 % Hausdorff
+and average surface distance), the distances in mm and in voxels."""
+
 
 def confusion(pred: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, int]:
     """(TP, FP, FN, TN) voxel counts of two boolean masks of the same shape."""
@@ -85,3 +89,19 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
     if n_pred and n_truth:
         out["asd_mm"], out["hd95_mm"] = _surface_distances(pred, truth, spacing)
     return out
+
+
+def cavity_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """Dice, Jaccard, HD95 and ASD (mm and voxels) of an LA cavity mask pair, as the 2018 challenge scores them.
+
+    The voxel distances are the same surface distances on a grid of unit spacing. Empty masks: as
+    :func:`segmentation_metrics` (both empty: a perfect nothing; one empty: Dice 0, distances NaN).
+    """
+    pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
+    values = segmentation_metrics(pred, truth, spacing)
+    out = {m: values[m] for m in CAVITY_METRICS if m in values}
+    if pred.any() and truth.any():
+        out["asd_vox"], out["hd95_vox"] = _surface_distances(pred, truth, (1.0,) * pred.ndim)
+    else:
+        out["asd_vox"], out["hd95_vox"] = out["asd_mm"], out["hd95_mm"]
+    return {m: out[m] for m in CAVITY_METRICS}

@@ -91,6 +91,30 @@ def test_evaluate_case_on_hand_built_masks():
     assert row["pred_scar_ml"] - row["gt_scar_ml"] == pytest.approx(20 * VOXEL_ML)
 
 
+def test_the_cavity_is_scored_where_the_dataset_gives_one():
+    """The 2018 challenge's labels are cavities: the predicted LA minus its derived wall and scar is scored against
+    them; the truth's own LA (cavity dilated by the toolkit's 4-voxel wall) gives back its cavity."""
+    from bundle.data.toolkit import toolkit_wall
+    from bundle.data.wall import derived_cavity
+
+    cavity = np.zeros((6, 40, 40), bool)
+    cavity[1:5, 10:30, 12:28] = True
+    la = cavity | toolkit_wall(cavity)
+    label = la.astype(np.uint8)
+    spacing = (0.625, 0.625, 2.5)
+    np.testing.assert_array_equal(derived_cavity(label, spacing), cavity)
+    case = Case(image=np.zeros(label.shape, np.float32), label=label, spacing=spacing, cavity=cavity)
+    row = evaluate_case(label, label, case)
+    assert row["cavity_dsc"] == 1.0 and row["cavity_hd95_mm"] == 0.0 and row["cavity_asd_vox"] == 0.0
+    shifted = np.roll(label, 2, axis=2)  # the LA 2 voxels along x: so is its cavity, 14 of 16 columns shared
+    row = evaluate_case(label, shifted, case)
+    assert row["cavity_dsc"] == pytest.approx(14 / 16) and row["cavity_jaccard"] == pytest.approx(14 / 18)
+    assert row["cavity_hd95_vox"] > 0 and row["cavity_hd95_mm"] == pytest.approx(0.625 * row["cavity_hd95_vox"])
+    assert 0 < row["cavity_asd_vox"] <= 2 and 0 < row["cavity_asd_mm"] <= 2 * 0.625  # no point is 2 voxels off
+    no_cavity = evaluate_case(label, label, Case(image=case.image, label=label, spacing=spacing))
+    assert all(math.isnan(no_cavity[c]) for c in METRIC_COLUMNS if c.startswith("cavity_"))
+
+
 def test_agreement_needs_enough_cases():
     rows = [{"gt_scar_ml": 1.0, "pred_scar_ml": 1.1, "gt_scar_percent": 10.0, "pred_scar_percent": 12.0,
              "ablation": "post"}] * 2
@@ -192,7 +216,7 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
     _write_predictions(list(reversed(records)), tmp_path / "worse")  # other scans lose their scar slices
     methods = {"Good net": str(tmp_path / "good"), "Worse": str(tmp_path / "worse")}
     tables = compare_folders(methods, records, tmp_path / "cmp", la_methods=["Good net"])
-    assert list(tables) == ["la", "scar"] and list(tables["la"]["methods"]) == ["Good net"]
+    assert list(tables) == ["la", "scar"] and list(tables["la"]["methods"]) == ["Good net"]  # no cavity labels
     scar = tables["scar"]
     assert list(scar["methods"]) == ["Good net", "Worse"] and scar["n_scans"] == len(records)
     good = read_metrics_csv(tmp_path / "cmp" / method_slug("Good net") / "metrics.csv")
@@ -230,6 +254,33 @@ def test_compare_folders_and_its_command(tiny_dataset, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Table IV layout" in run.stdout and "Table V layout" in run.stdout and "| Good net" in run.stdout
     assert f"over {len(plan['split']['test'])} scans" in run.stdout
+
+
+def test_a_cavity_dataset_gets_the_challenges_table(tmp_path):
+    """On the 2018 challenge's layout (labels: cavities) evaluation scores the cavity and compare adds the
+    challenge's table (Dice, Jaccard, HD95 and ASD in mm and voxels) for the LA methods."""
+    from conftest import real_looking_dataset
+
+    root = real_looking_dataset(tmp_path / "atria", "miccai2018", n_patients=2, profile="tiny")
+    records = read_dataset(root, "miccai2018")
+    _write_predictions(records, tmp_path / "truth")
+    shifted = tmp_path / "shifted"
+    for record in records:  # the LA two voxels along x
+        case = load_case(record)
+        pred = np.roll(case.label, 2, axis=2)
+        write_prediction(shifted, record["scan"], pred > 0, pred == 2, case.to_image(case.image))
+    summary = evaluate_predictions(tmp_path / "truth", records, tmp_path / "eval", plots=False)
+    assert summary["cavity_scored"] and summary["metrics"]["all"]["cavity_dsc"]["mean"] > 0.97
+    methods = {"Truth": str(tmp_path / "truth"), "Shifted": str(shifted)}
+    tables = compare_folders(methods, records, tmp_path / "cmp")
+    assert list(tables) == ["la", "scar", "cavity"]
+    cavity = tables["cavity"]
+    assert cavity["best"] == "Truth" and cavity["metrics"] == ["dsc", "jaccard", "hd95_mm", "asd_mm", "hd95_vox",
+                                                                "asd_vox"]
+    assert cavity["methods"]["Shifted"]["dsc"]["mean"] < cavity["methods"]["Truth"]["dsc"]["mean"]
+    assert cavity["methods"]["Shifted"]["hd95_vox"]["mean"] > 0
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "2018 challenge layout: LA cavity segmentation" in markdown and "HD95 (voxels)" in markdown
 
 
 def test_quantify_folder_and_its_command_on_hand_built_masks(tmp_path):

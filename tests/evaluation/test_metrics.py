@@ -81,3 +81,21 @@ def test_nmi_of_independent_and_complementary_masks():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differs"):
         segmentation_metrics(np.zeros((2, 3)), np.zeros((3, 2)), (1, 1))
+
+
+def test_cavity_metrics_give_the_challenges_distances_in_mm_and_voxels():
+    from bundle.evaluation.metrics import CAVITY_METRICS, cavity_metrics
+
+    # two single voxels 2 slices apart along z, on a 0.625 x 0.625 x 2.5 mm grid: 5 mm, 2 voxels
+    pred, truth = np.zeros((5, 6, 6), bool), np.zeros((5, 6, 6), bool)
+    pred[0, 0, 0] = truth[2, 0, 0] = True
+    m = cavity_metrics(pred, truth, (0.625, 0.625, 2.5))
+    assert list(m) == list(CAVITY_METRICS)
+    assert m["dsc"] == 0.0 and m["jaccard"] == 0.0
+    assert m["hd95_mm"] == pytest.approx(5.0) and m["asd_mm"] == pytest.approx(5.0)
+    assert m["hd95_vox"] == pytest.approx(2.0) and m["asd_vox"] == pytest.approx(2.0)
+    truth = _box(x=slice(2, 6))
+    m = cavity_metrics(_box(), truth, (1, 1, 1))
+    assert m["dsc"] == pytest.approx(2 * 128 / 384) and m["jaccard"] == pytest.approx(0.5)
+    empty = cavity_metrics(np.zeros_like(truth), truth, (1, 1, 1))
+    assert empty["dsc"] == 0.0 and math.isnan(empty["hd95_vox"]) and math.isnan(empty["asd_mm"])
