@@ -18,11 +18,15 @@ class UncertaintyWeightedLoss(nn.Module):
     module: give them to the generator's optimiser and keep the module in the checkpoint.
 
     ``pred`` holds [LA, scar] logits and ``target`` the matching binary maps, shape (B, 2, H, W).
-    ``learn_weights=False`` freezes lambda1 = lambda2 = 1 (a plain sum).
+    ``learn_weights=False`` freezes lambda1 = lambda2 = 1 (a plain sum). ``la_dice=True`` adds the batch Dice loss
+    of the LA to its cross-entropy (nnU-Net's Dice + CE; not in the paper): the LA term's gradient then does not
+    fade as background dominates a patch.
     """
 
-    def __init__(self, learn_weights: bool = True, init_log_vars: Sequence[float] = (0.0, 0.0), smooth: float = 1e-5):
+    def __init__(self, learn_weights: bool = True, init_log_vars: Sequence[float] = (0.0, 0.0), smooth: float = 1e-5,
+                 la_dice: bool = False):
         super().__init__()
+        self.la_dice = bool(la_dice)
         self.log_vars = nn.Parameter(torch.tensor([float(v) for v in init_log_vars]), requires_grad=learn_weights)
         # batch=True: one Dice over the whole mini-batch, so patches without scar do not give a
         # degenerate per-sample loss (most axial patches of a pre-ablation scan hold no scar).
@@ -34,8 +38,10 @@ class UncertaintyWeightedLoss(nn.Module):
         return torch.exp(-self.log_vars.detach())
 
     def parts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unweighted (cross-entropy on LA, Dice loss on scar)."""
+        """The unweighted (cross-entropy on LA, plus its Dice loss with ``la_dice``; Dice loss on scar)."""
         ce = F.binary_cross_entropy_with_logits(pred[:, :1], target[:, :1])
+        if self.la_dice:
+            ce = ce + self.dice(pred[:, :1], target[:, :1])
         dice = self.dice(pred[:, 1:2], target[:, 1:2])
         return ce, dice
 

@@ -64,6 +64,16 @@ def test_uncertainty_loss_frozen_weights_is_plain_sum():
     assert torch.allclose(loss(pred, target), ce + dice)
 
 
+def test_la_dice_adds_the_las_dice_loss_to_its_cross_entropy():
+    from monai.losses import DiceLoss
+
+    pred, target = torch.randn(2, 2, 16, 16), _batch(2, 16)["label"]
+    plain, with_dice = UncertaintyWeightedLoss(), UncertaintyWeightedLoss(la_dice=True)
+    la_dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=1e-5, smooth_dr=1e-5)(pred[:, :1], target[:, :1])
+    (ce, scar), (ce_dice, scar_again) = plain.parts(pred, target), with_dice.parts(pred, target)
+    assert torch.allclose(ce_dice, ce + la_dice) and torch.allclose(scar, scar_again) and la_dice > 0
+
+
 def test_discriminator_loss_rewards_separation():
     good = discriminator_loss(torch.full((2, 1, 8, 8), 5.0), torch.full((2, 1, 8, 8), -5.0))
     bad = discriminator_loss(torch.full((2, 1, 8, 8), -5.0), torch.full((2, 1, 8, 8), 5.0))
