@@ -259,6 +259,31 @@ def test_ablation_overlays_choose_a_cascade_and_their_own_folders(overlay):
     assert parser.get_parsed_content("output_dir").endswith(f"runs/ablation/{overlay.stem}")
 
 
+def test_a_fold_trains_on_that_folds_scans_into_its_own_folders_and_evaluation_ensembles_folds(tiny_dataset, tmp_path):
+    """--fold k: training and validation scans of the plan's k-th fold, models/<run>/fold_k and runs/<run>/fold_k;
+    evaluate.yaml's --ensemble [..] takes both stages of those folds' folders."""
+    from monai.bundle import ConfigParser
+
+    root, plan = tiny_dataset
+    assert len(plan["split"]["folds"]) >= 2
+    for k, fold in enumerate(plan["split"]["folds"]):
+        parser = ConfigParser()
+        parser.read_config([str(REPO / "configs" / "train.yaml"), str(REPO / "configs" / "evaluate.yaml")])
+        parser.update({"dataset_dir": str(root), "plan_file": str(root.parent / "tiny.json"), "run_name": "cv",
+                       "cache_dir": str(tmp_path / "cache"), "fold": k, "bundle_root": str(tmp_path)})
+        assert parser.get_parsed_content("ckpt_dir") == f"{tmp_path}/models/cv/fold_{k}"
+        assert parser.get_parsed_content("output_dir") == f"{tmp_path}/runs/cv/fold_{k}"
+        assert [c["scan"] for c in parser.get_parsed_content("train#cases")] == fold["train"]
+        assert [c["scan"] for c in parser.get_parsed_content("validate#cases")] == fold["validation"]
+        assert parser.get_parsed_content("model_file") == f"{tmp_path}/models/cv/fold_{k}/model.pt"
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "configs" / "train.yaml"), str(REPO / "configs" / "evaluate.yaml")])
+    parser.update({"run_name": "cv", "ensemble": [0, 1], "bundle_root": str(tmp_path)})
+    assert parser.get_parsed_content("model_file") == [f"{tmp_path}/models/cv/fold_{k}/model.pt" for k in (0, 1)]
+    assert parser.get_parsed_content("eval_localizer_file") == [f"{tmp_path}/models/cv/fold_{k}/localizer.pt"
+                                                                for k in (0, 1)]
+
+
 def test_evaluation_uses_the_inference_configs_segmenter():
     """evaluate.yaml takes inference.yaml's segmenter, stage-2 inferer and settings (MONAI % macros), not copies."""
     from monai.bundle import ConfigParser

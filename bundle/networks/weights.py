@@ -4,14 +4,17 @@ or a state dict) and the joint discriminator's exported confidence map, each wit
 
 from __future__ import annotations
 
+import copy
 import logging
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from bundle.errors import DatasetError
+from bundle.networks.ensemble import ProbabilityAverage
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +46,20 @@ def initial_weights(network: torch.nn.Module, checkpoint: str | Path | None) -> 
     return network if checkpoint is None else load_weights(network, checkpoint)
 
 
-def load_model(model_file: str | Path, network_def: torch.nn.Module | None = None,
+def load_model(model_file: str | Path | Sequence[str | Path], network_def: torch.nn.Module | None = None,
                device: str | torch.device = "cpu") -> torch.nn.Module:
     """The trained generator in eval mode: a TorchScript ``.ts`` file, or a ``.pt`` state dict loaded
-    into ``network_def``.
+    into ``network_def``. A list of files (e.g. the five folds of a cross-validation) is their
+    :class:`~bundle.networks.ensemble.ProbabilityAverage`.
 
     Raises:
-        DatasetError: the file is missing, or it does not fit ``network_def``.
+        DatasetError: a file is missing, or it does not fit ``network_def``.
     """
+    if isinstance(model_file, Sequence) and not isinstance(model_file, str):
+        if not model_file:
+            raise ValueError("model_file: an empty list of models")
+        members = [load_model(f, copy.deepcopy(network_def), device) for f in model_file]
+        return members[0] if len(members) == 1 else ProbabilityAverage(members).to(device).eval()
     path = Path(model_file)
     if not path.is_file():
         raise DatasetError(path, "model file not found (train first, or set model_file)")
@@ -64,6 +73,14 @@ def load_model(model_file: str | Path, network_def: torch.nn.Module | None = Non
             raise ValueError(f"{path}: a state dict needs the network definition (network_def)")
         model = load_weights(network_def, path)
     return model.to(device).eval()
+
+
+def fold_files(models_root: str | Path, folds: Sequence[int], name: str) -> list[str]:
+    """The files ``<models_root>/fold_<k>/<name>`` of cross-validation ``folds`` (training's ``--fold k`` writes
+    them), for a fold ensemble (:func:`load_model` with a list)."""
+    if not folds:
+        raise ValueError("ensemble: no folds given")
+    return [str(Path(models_root) / f"fold_{int(k)}" / name) for k in folds]
 
 
 def load_discriminator(path: str | Path | None, device: str | torch.device = "cpu") -> torch.nn.Module | None:

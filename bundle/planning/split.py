@@ -192,16 +192,34 @@ def split_patients(
     }
 
 
-def split_records(plan: dict, split: str, dataset_dir: str | Path, layout: str, csv: str | None = None) -> list[dict]:
-    """The dataset's records of ``split`` (``train``, ``validation``, ``test``) of the plan, in plan order.
+def split_scans(plan: dict, split: str, fold: int | None = None) -> list[str]:
+    """The scans of ``split`` (``train``, ``validation``, ``test``) of the plan; with ``fold`` k, training and
+    validation are those of the plan's k-th cross-validation fold (the test split is every fold's).
+
+    Raises:
+        ValueError: an unknown split, or a fold the plan does not have.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if fold is None or split == "test":
+        return list(plan["split"][split])
+    folds = plan["split"].get("folds") or []
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < len(folds):
+        raise ValueError(f"fold {fold!r} is not one of the plan's {len(folds)} folds (0 to {len(folds) - 1})"
+                         if folds else f"fold {fold!r}: the plan has no cross-validation folds (too few patients)")
+    return list(folds[fold][split])
+
+
+def split_records(plan: dict, split: str, dataset_dir: str | Path, layout: str, csv: str | None = None,
+                  fold: int | None = None) -> list[dict]:
+    """The dataset's records of ``split`` (``train``, ``validation``, ``test``) of the plan, in plan order (of its
+    ``fold``-th cross-validation fold when given: :func:`split_scans`).
 
     Raises:
         DatasetError: a scan named by the plan is not in the dataset.
     """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    names = split_scans(plan, split, fold)
     by_scan = {r["scan"]: r for r in read_dataset(dataset_dir, layout, csv=csv)}
-    names = plan["split"][split]
     missing = [s for s in names if s not in by_scan]
     if missing:
         raise DatasetError(dataset_dir, f"scans of the plan's {split} split are missing: {missing[:5]}")

@@ -104,11 +104,11 @@ def preprocessed(record: dict, plan: dict, cache_dir: str | Path | None, write_c
 
 def load_split(
     plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path | None = None,
-    csv: str | None = None, write_cache: bool = True,
+    csv: str | None = None, write_cache: bool = True, fold: int | None = None,
 ) -> list[dict]:
-    """Preprocess (or read from the cache) every scan of a split of the plan; ``write_cache=False`` never
-    writes (scans missing from the cache are preprocessed in memory)."""
-    records = split_records(plan, split, dataset_dir, layout, csv)
+    """Preprocess (or read from the cache) every scan of a split of the plan (of its ``fold``-th cross-validation
+    fold when given); ``write_cache=False`` never writes (scans missing from the cache are preprocessed in memory)."""
+    records = split_records(plan, split, dataset_dir, layout, csv, fold)
     cases = []
     for i, record in enumerate(records, 1):
         cases.append(preprocessed(record, plan, cache_dir, write_cache))

@@ -183,3 +183,28 @@ def test_discriminator_torchscript():
         (a, fa), (b, fb) = scripted(x), disc(x)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert len(fa) == len(fb) == 4
+
+
+def test_a_fold_ensemble_is_the_mean_of_its_members_probabilities(tmp_path):
+    """load_model with a list of files (the folds of a cross-validation) averages the members' probabilities and
+    hands logits on, so the inferers' sigmoid and threshold see the mean probability."""
+    from bundle.networks.ensemble import ProbabilityAverage
+    from bundle.networks.weights import fold_files, load_model
+
+    torch.manual_seed(0)
+    members = [CascadeNet(**TINY).eval() for _ in range(3)]
+    for k, member in enumerate(members):
+        (tmp_path / f"fold_{k}").mkdir()
+        torch.save(member.state_dict(), tmp_path / f"fold_{k}" / "model.pt")
+    files = fold_files(tmp_path, [0, 1, 2], "model.pt")
+    assert files == [str(tmp_path / f"fold_{k}" / "model.pt") for k in range(3)]
+    ensemble = load_model(files, CascadeNet(**TINY))
+    assert isinstance(ensemble, ProbabilityAverage) and not ensemble.training
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(m(x)) for m in members]).mean(0)
+        torch.testing.assert_close(torch.sigmoid(ensemble(x)), expected, atol=1e-5, rtol=0)
+    single = load_model(files[:1], CascadeNet(**TINY))
+    assert isinstance(single, CascadeNet)
+    with pytest.raises(ValueError, match="no folds"):
+        fold_files(tmp_path, [], "model.pt")

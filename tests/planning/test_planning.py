@@ -479,6 +479,22 @@ def test_split_folds_partition_train_and_validation():
     assert not set(sp["test"]) & trainval
 
 
+def test_a_fold_gives_training_and_validation_of_that_fold_and_the_plans_test_split():
+    from bundle.planning.split import split_scans
+
+    sp = split_patients(cohort(), seed=3, n_folds=5)
+    plan = {"split": sp}
+    for k, fold in enumerate(sp["folds"]):
+        assert split_scans(plan, "train", k) == fold["train"] and split_scans(plan, "validation", k) == fold["validation"]
+        assert split_scans(plan, "test", k) == sp["test"]
+    assert split_scans(plan, "train") == sp["train"]
+    for bad in (5, -1, "0", True):
+        with pytest.raises(ValueError, match="is not one of the plan's 5 folds"):
+            split_scans(plan, "train", bad)
+    with pytest.raises(ValueError, match="no cross-validation folds"):
+        split_scans({"split": {**sp, "folds": []}}, "validation", 0)
+
+
 def test_split_is_seeded():
     a, b = split_patients(cohort(), seed=0), split_patients(cohort(), seed=0)
     assert a == b
