@@ -13,6 +13,7 @@ entry point                   from the bundle root                 what
 ``jasgan-baselines``          ``python -m bundle.cli.baselines``   the classical scar methods
 ``jasgan-compare``            ``python -m bundle.cli.compare``     the paper's comparison tables
 ``jasgan-benchmark``          ``python -m bundle.cli.benchmark``   timings: planning, training, inference, ...
+``jasgan-nnunet``             ``python -m bundle.cli.nnunet``      nnU-Net v2 on the plan's folds: export, import
 ============================  ===================================  ==============================================
 
 Bad input (a missing or damaged file, a wrong value, an output folder the bundle did not write) ends every tool the
