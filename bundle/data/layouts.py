@@ -10,8 +10,8 @@ A dataset is read into *records*: plain dicts with the paths of a scan's files a
 
 ``miccai2018``
     ``<root>/Training Set/<id>/lgemri.nrrd``, ``laendo.nrrd`` (cavity), optional ``lawall.nrrd``
-    (also ``<root>/train/<id>/``). No scar labels: wall = lawall or the toolkit wall, scar by
-    the toolkit's k-means rule (:mod:`bundle.data.toolkit`).
+    (also ``<root>/train/<id>/``). No scar labels: wall = lawall or the toolkit wall; no scar by default
+    (``scar_labels`` ``none``), or the toolkit's k-means scar (``toolkit``, :mod:`bundle.data.toolkit`).
 ``lascarqs2022``
     ``<root>/train_N/enhanced.nii.gz``, ``atriumSegImgMO.nii.gz`` (cavity),
     ``scarSegImgM.nii.gz`` (scar). LA = cavity + toolkit wall; the scar must lie inside it.
@@ -21,6 +21,10 @@ A dataset is read into *records*: plain dicts with the paths of a scan's files a
 
 The first two take patient grouping and pre/post ablation from an optional CSV
 (``pre_post_ablation.csv``: ``Patient Code``, ``post_ablation?``, optional ``Patient``).
+
+Where the scar labels come from is the label set, :data:`SCAR_LABELS` (``scar_labels``, fixed in the plan):
+``manual`` (the layout's scar files; a scan without one has no scar), ``toolkit`` (those, else the toolkit's
+k-means scar of the cavity) or ``none`` (no scar at all: the LA alone is trained and scored).
 """
 
 from __future__ import annotations
@@ -55,6 +59,15 @@ DATALIST_NAME = "dataset.json"
 
 LABEL_KEYS = ("endo", "wall", "la", "scar")
 
+SCAR_LABELS = ("manual", "toolkit", "none")
+"""The label sets: where a scan's scar label comes from (see the module's docstring)."""
+
+DEFAULT_SCAR_LABELS = {"miccai2018": "none", "lascarqs2022": "manual", "datalist": "manual"}
+"""The label set of each layout unless the plan says otherwise: the 2018 challenge has no scar labels."""
+
+LEGACY_SCAR_LABELS = "toolkit"
+"""The label set of a plan made before label sets existed (the toolkit's scar where no scar file is given)."""
+
 _POST = {"yes", "y", "true", "1", "post"}
 _PRE = {"no", "n", "false", "0", "pre"}
 _UNKNOWN = {"", "unknown", "nan", "na", "n/a", "none", "?"}
@@ -67,6 +80,21 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 def _check_layout(layout: str) -> None:
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+
+
+def scar_label_set(layout: str, scar_labels: str | None = None) -> str:
+    """``scar_labels`` checked, or the layout's default (:data:`DEFAULT_SCAR_LABELS`) for None."""
+    _check_layout(layout)
+    if scar_labels is None:
+        return DEFAULT_SCAR_LABELS[layout]
+    if scar_labels not in SCAR_LABELS:
+        raise ValueError(f"unknown scar_labels {scar_labels!r}; choose one of {', '.join(SCAR_LABELS)}")
+    return scar_labels
+
+
+def plan_scar_labels(plan: dict) -> str:
+    """The label set a plan was made with (:data:`LEGACY_SCAR_LABELS` for a plan older than label sets)."""
+    return str(plan.get("label_protocol", {}).get("scar_labels", LEGACY_SCAR_LABELS))
 
 
 def _natural_key(text: str) -> list:
@@ -336,14 +364,16 @@ def read_mask(path: str | Path, reference: sitk.Image | Case, reference_path: st
     return array != 0
 
 
-def load_case(record: dict) -> Case:
+def load_case(record: dict, scar_labels: str | None = None) -> Case:
     """Read a record's image and labels into a Case with the bundle's label map (uint8 0/1/2).
 
     Rules, whatever the layout: the wall is the given wall, else the toolkit wall of the
-    cavity (``endo``); the LA is the given LA, else cavity | wall; the scar is the given scar
-    (which must lie inside the LA), else the toolkit's k-means scar when a cavity is known,
-    else none. ``cavity``/``wall`` are filled when known; ``meta["label_protocol"]`` tells how.
+    cavity (``endo``); the LA is the given LA, else cavity | wall. The scar, by the label set (``scar_labels``,
+    else the record's ``scar_labels``, else the layout's default: :func:`scar_label_set`): ``none``, no scar;
+    otherwise the given scar (which must lie inside the LA), else with ``toolkit`` the toolkit's k-means scar when a
+    cavity is known, else none. ``cavity``/``wall`` are filled when known; ``meta["label_protocol"]`` tells how.
     """
+    label_set = scar_label_set(record["layout"], scar_labels or record.get("scar_labels"))
     image_path = Path(record["image"])
     image = read_image(image_path)
     array = sitk.GetArrayFromImage(image).astype(np.float32)
@@ -358,12 +388,14 @@ def load_case(record: dict) -> Case:
         la = cavity | wall
     else:
         raise DatasetError(image_path, "the record names no LA label (neither 'la' nor 'endo')")
-    if "scar" in masks:
+    if label_set == "none":
+        scar = None
+    elif "scar" in masks:
         scar = masks["scar"]
         outside = int((scar & ~la).sum())
         if outside:
             raise DatasetError(record["scar"], f"{outside} of {int(scar.sum())} scar voxels lie outside the LA")
-    elif cavity is not None:
+    elif label_set == "toolkit" and cavity is not None:
         scar = kmeans_scar(array, cavity, wall)
     else:
         scar = None
@@ -376,13 +408,14 @@ def load_case(record: dict) -> Case:
         ablation=record.get("ablation", "unknown"),
         cavity=cavity,
         wall=wall,
-        meta={"label_protocol": label_protocol(record["layout"]), "record": dict(record)},
+        meta={"label_protocol": label_protocol(record["layout"], label_set), "record": dict(record)},
     )
 
 
-def label_protocol(layout: str) -> dict:
-    """JSON-able description of how a layout's labels are obtained (given or derived, and how)."""
-    _check_layout(layout)
+def label_protocol(layout: str, scar_labels: str | None = None) -> dict:
+    """JSON-able description of how a layout's labels are obtained (given or derived, and how), with its label set
+    (``scar_labels``: :func:`scar_label_set`)."""
+    label_set = scar_label_set(layout, scar_labels)
     label_map = {str(k): v for k, v in LABEL_NAMES.items()}
     toolkit = protocol_description()
     derived_wall = {"source": "derived", "method": "toolkit axial dilation of the cavity minus the cavity"}
@@ -407,7 +440,13 @@ def label_protocol(layout: str) -> dict:
             "la": {"source": "given", "key": "la"},
             "scar": {"source": "given", "key": "scar", "optional": True, "check": "must lie inside the LA"},
         }
-    return {"layout": layout, "label_map": label_map, **parts, "toolkit": toolkit}
+    if label_set == "none":
+        parts["scar"] = {"source": "none", "method": "no scar labels: the LA alone is trained and scored"}
+    elif label_set == "manual" and parts["scar"]["source"] == "derived":
+        parts["scar"] = {"source": "none", "method": "no scar files in this layout (scar_labels manual)"}
+    elif label_set == "toolkit" and layout != "miccai2018":
+        parts["scar"] = {**parts["scar"], "fallback": "toolkit automatic k-means scar of the cavity"}
+    return {"layout": layout, "scar_labels": label_set, "label_map": label_map, **parts, "toolkit": toolkit}
 
 
 # ----------------------------------------------------------------------------------------- writers

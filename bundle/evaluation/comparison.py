@@ -363,9 +363,10 @@ def read_metrics_csv(path: str | Path) -> list[dict]:
     return rows
 
 
-def _has_cavity(rows: Sequence[Mapping]) -> bool:
-    """Whether a method's metric rows score the LA cavity (the dataset gives cavity labels)."""
-    return any(math.isfinite(float(r.get("cavity_dsc", math.nan))) for r in rows)
+def _scored(rows: Sequence[Mapping], structure: str) -> bool:
+    """Whether a method's metric rows score ``structure``: the cavity where the dataset gives cavity labels, the
+    scar unless it has no scar labels (``scar_labels`` none)."""
+    return any(math.isfinite(float(r.get(f"{structure}_dsc", math.nan))) for r in rows)
 
 
 def method_slug(method: str) -> str:
@@ -391,7 +392,8 @@ def compare_folders(
     ``la_methods`` limits the LA table (Table IV) to methods that segment the LA themselves: a
     classical baseline thresholds inside the ground-truth LA wall, so its LA is the truth.
     ``scar_methods`` likewise limits the scar table (Table V) to methods that segment scar (not the
-    multi-task U-Net, which segments only the LA). Both default to all methods. Where the scans' labels are LA
+    multi-task U-Net, which segments only the LA). Both default to all methods; a dataset without scar labels
+    (``scar_labels`` none) has no scar table. Where the scans' labels are LA
     cavities (every LA method has cavity metrics), a third table compares the LA methods' cavities with the 2018
     challenge's metrics (:data:`CHALLENGE_METRICS`).
 
@@ -422,9 +424,9 @@ def compare_folders(
     tables = {}
     if la_methods:
         tables["la"] = compare_methods({m: rows[m] for m in la_methods}, "la", metrics)
-    if scar_methods:
+    if scar_methods and any(_scored(rows[m], "scar") for m in scar_methods):  # not without scar labels
         tables["scar"] = compare_methods({m: rows[m] for m in scar_methods}, "scar", metrics)
-    if la_methods and all(_has_cavity(rows[m]) for m in la_methods):
+    if la_methods and any(_scored(rows[m], "cavity") for m in la_methods):
         tables["cavity"] = compare_methods({m: rows[m] for m in la_methods}, "cavity", CHALLENGE_METRICS)
     write_comparison(tables, out_dir)
     from bundle.evaluation.plots import rate_figure  # matplotlib only here

@@ -26,7 +26,7 @@ from bundle.batch import json_safe, rows_to_csv, run_batch
 from bundle.data.case import Case
 from bundle.data.io import axial_array
 from bundle.data.labels import la_mask, scar_mask
-from bundle.data.layouts import load_case
+from bundle.data.layouts import load_case, scar_label_set
 from bundle.data.toolkit import DILATION_RADIUS_VOXELS
 from bundle.data.wall import derived_cavity
 from bundle.data.predictions import read_prediction
@@ -68,11 +68,15 @@ RANK_METRIC = "scar_dsc"
 """Metric that picks the best and the worst case for the overlay figures."""
 
 
-def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case) -> dict[str, float]:
+def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case, score_scar: bool = True) -> dict[str, float]:
     """Metrics of LA and scar and the scar burden of ground truth (``gt_``) and prediction (``pred_``), two
-    label maps on ``case``'s grid; the cavity metrics where ``case.cavity`` is given (NaN otherwise)."""
+    label maps on ``case``'s grid; the cavity metrics where ``case.cavity`` is given (NaN otherwise). Without scar
+    labels (``score_scar=False``) the scar metrics are NaN: nothing to score them against."""
     row: dict[str, float] = {}
     for name, mask in STRUCTURES.items():
+        if name == "scar" and not score_scar:
+            row.update({f"scar_{k}": math.nan for k in METRICS})
+            continue
         values = segmentation_metrics(mask(pred), mask(truth), case.spacing)
         row.update({f"{name}_{k}": v for k, v in values.items()})
     if case.cavity is not None:
@@ -84,6 +88,11 @@ def evaluate_case(truth: np.ndarray, pred: np.ndarray, case: Case) -> dict[str, 
     for prefix, label in (("gt", truth), ("pred", pred)):
         row.update({f"{prefix}_{k}": v for k, v in quantify(label, case).items()})
     return row
+
+
+def scored_scar(record: Mapping) -> bool:
+    """Whether a record's scar is scored: not when its label set is ``none`` (no scar labels, none trained)."""
+    return scar_label_set(record["layout"], record.get("scar_labels")) != "none"
 
 
 def inference_rows(prediction_dir: str | Path) -> dict[str, dict]:
@@ -164,7 +173,7 @@ def evaluate_predictions(
         stage = {"stage1": done.get("stage1", ""), "roi_recall": roi_recall(done, case.label)}
         qc = {"qc_score": _number(done.get("qc_score")), "qc": done.get("qc", "")}
         return {"patient": case.patient, "ablation": case.ablation, **stage, **qc,
-                **evaluate_case(case.label, pred, case)}
+                **evaluate_case(case.label, pred, case, score_scar=scored_scar(record))}
 
     rows = run_batch(records, process, what="evaluation")
     burden = tuple(f"{p}_{k}" for p in ("gt", "pred") for k in ("la_ml", "wall_ml", "scar_ml", "scar_percent"))
@@ -181,6 +190,7 @@ def evaluate_predictions(
         "roi_recall_min": min((r["roi_recall"] for r in ok if math.isfinite(r["roi_recall"])), default=None),
         "no_la": [r["scan"] for r in ok if r.get("stage1") == "none"],
         "cavity_scored": any(math.isfinite(r["cavity_dsc"]) for r in ok),
+        "scar_scored": any(math.isfinite(r["scar_dsc"]) for r in ok),
         "agreement": agreement(ok) if ok else {},
         "quality_check": quality_ranking(ok),
     }
@@ -190,7 +200,7 @@ def evaluate_predictions(
 
         figures.agreement_figures(ok, summary["agreement"], out_dir, QUANTITIES)
         by_scan = {r["scan"]: r for r in records}
-        for tag, row in extreme_cases(ok).items():
+        for tag, row in extreme_cases(ok, RANK_METRIC if summary["scar_scored"] else "la_dsc").items():
             case = load_case(dict(by_scan[row["scan"]]))
             pred = predicted(by_scan[row["scan"]], case)
             image, truth, pred = (axial_array(a, case) for a in (case.image, case.label, pred))
@@ -199,9 +209,10 @@ def evaluate_predictions(
                                    f"{row['scar_dsc']:.3f}")
     cavity = (f", cavity DSC {summary['metrics']['all']['cavity_dsc']['mean']:.3f}" if summary["cavity_scored"]
               else "")
-    logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, scar DSC %.3f%s", len(rows), len(rows) - len(ok),
-                out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], summary["metrics"]["all"]["scar_dsc"]["mean"],
-                cavity)
+    scar = (f"scar DSC {summary['metrics']['all']['scar_dsc']['mean']:.3f}" if summary["scar_scored"]
+            else "scar not scored (no scar labels)")
+    logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, %s%s", len(rows), len(rows) - len(ok),
+                out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], scar, cavity)
     return summary
 
 

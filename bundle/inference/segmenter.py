@@ -26,6 +26,7 @@ from monai.inferers import Inferer
 
 from bundle.batch import run_batch
 from bundle.data.io import geometry_differences, orientation_code, turn_array
+from bundle.data.layouts import plan_scar_labels
 from bundle.data.predictions import PREDICTION_KIND, drop_stale, write_prediction, write_report
 from bundle.inference.dicom_seg import SEG_FILE, write_dicom_seg
 from bundle.inference.localizer import CROP, NO_LA, OK, WIDENED, Localizer, Location
@@ -97,6 +98,8 @@ class Segmenter:
         batch_size: slices per forward pass of the default inferer (and of the discriminator).
         discriminator: T's confidence map (:func:`bundle.networks.weights.load_discriminator`) for ``qc_score``; None: none.
         roi_growths: how many times at most the ROI grows where stage 2's LA reaches its side (0: never).
+
+    A plan without scar labels (``scar_labels`` ``none``: the model's scar head was never trained) gives no scar.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Segmenter:
         self.discriminator = discriminator.to(self.device) if discriminator is not None else None
         self.batch_size = int(batch_size)
         self.plan = dict(plan)
+        self.segments_scar = plan_scar_labels(self.plan) != "none"
         self.stages = TwoStageInferer(localizer, inferer, batch_size, roi_growths,
                                       context=self.plan["decisions"]["patch_size"]["value"])
         self.closing_radius_mm = float(closing_radius_mm)
@@ -145,6 +149,8 @@ class Segmenter:
         if location.roi is not None:
             location, logits = self.stages.segment(x, self.network, location, plan_spacing)
             roi_probs = torch.sigmoid(logits[0].float())
+            if not self.segments_scar:
+                roi_probs[1] = 0.0
             probs[(slice(None), *location.roi.slices)] = roi_probs.cpu().numpy()
             start = self._lap("stage2", start)
             if self.discriminator is not None:
@@ -296,6 +302,8 @@ class BatchSegmenter:
         self.output_dir = Path(output_dir)
         self.save_probabilities = save_probabilities
         self.meta = dict(meta or {})
+        if not segmenter.segments_scar:
+            self.meta["scar"] = "not segmented: the plan has no scar labels (scar_labels none), the model no scar"
         self.save_dicom_seg = save_dicom_seg
         self.save_surface = save_surface
         self.qc_rules = qc_rules

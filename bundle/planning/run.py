@@ -37,18 +37,22 @@ def plan_dataset(
     test_fraction: float = rules.TEST_FRACTION,
     val_fraction: float = rules.VAL_FRACTION,
     profile: str = rules.DEFAULT_PROFILE,
+    scar_labels: str | None = None,
 ) -> dict:
     """Fingerprint the dataset at ``root`` and write ``plans/<name>.json`` (or ``out``: a new file or a plan, never
     inside ``root``; checked before any scan is read).
 
     A scan that cannot be loaded (unreadable file, inconsistent labels, ...) is reported,
     listed under ``excluded`` in the plan with its reason, and left out; the others are planned.
+    ``scar_labels``: the label set (``manual``, ``toolkit``, ``none``; None: the layout's default), recorded in the
+    plan's ``label_protocol`` and used by everything that reads the plan's scans.
     """
     name = name or Path(root).name
     out = Path(out) if out is not None else Path("plans") / f"{name}.json"
     check_outside_inputs(out, [root], "plan")  # before reading a scan: the plan never goes into the dataset
     check_replaceable_file(out, is_plan_file, "plan")
-    records = read_dataset(root, layout, csv=csv)
+    protocol = label_protocol(layout, scar_labels)
+    records = [{**r, "scar_labels": protocol["scar_labels"]} for r in read_dataset(root, layout, csv=csv)]
     excluded: list[dict] = []
 
     def cases() -> Iterator[Case]:
@@ -66,7 +70,7 @@ def plan_dataset(
     if csv:
         dataset["csv"] = portable_path(csv)
     plan = make_plan(
-        cases(), name=name, dataset=dataset, label_protocol=label_protocol(layout), seed=seed,
+        cases(), name=name, dataset=dataset, label_protocol=protocol, seed=seed,
         n_folds=n_folds, test_fraction=test_fraction, val_fraction=val_fraction, profile=profile,
     )
     plan["excluded"] = excluded  # no timing in the plan: planning the same data again gives the same file

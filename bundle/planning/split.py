@@ -18,7 +18,7 @@ import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
 
 from bundle.data.case import ABLATION_STATES
-from bundle.data.layouts import read_dataset
+from bundle.data.layouts import plan_scar_labels, read_dataset
 from bundle.errors import DatasetError
 from bundle.planning.rules import N_FOLDS, SPLIT_RULE, SPLIT_SEED, TEST_FRACTION, VAL_FRACTION
 
@@ -219,7 +219,8 @@ def split_records(plan: dict, split: str, dataset_dir: str | Path, layout: str, 
         DatasetError: a scan named by the plan is not in the dataset.
     """
     names = split_scans(plan, split, fold)
-    by_scan = {r["scan"]: r for r in read_dataset(dataset_dir, layout, csv=csv)}
+    label_set = plan_scar_labels(plan)  # the plan's label set travels with each record
+    by_scan = {r["scan"]: {**r, "scar_labels": label_set} for r in read_dataset(dataset_dir, layout, csv=csv)}
     missing = [s for s in names if s not in by_scan]
     if missing:
         raise DatasetError(dataset_dir, f"scans of the plan's {split} split are missing: {missing[:5]}")

@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from bundle.atomic import atomic_path
 from bundle.data.case import Case
-from bundle.data.layouts import LABEL_KEYS, load_case
+from bundle.data.layouts import LABEL_KEYS, LEGACY_SCAR_LABELS, load_case
 from bundle.ownership import claim_folder
 from bundle.planning.split import split_records
 from bundle.preprocessing.image import preprocess_image, resample_in_plane
@@ -51,7 +51,10 @@ def cache_key(plan: dict, record: dict) -> str:
         if record.get(key):
             stat = Path(record[key]).stat()
             files[key] = [str(Path(record[key]).resolve()), stat.st_size, stat.st_mtime_ns]
-    text = json.dumps({"plan": preprocessing_decisions(plan), "files": files}, sort_keys=True)
+    content = {"plan": preprocessing_decisions(plan), "files": files}
+    if record.get("scar_labels") not in (None, LEGACY_SCAR_LABELS):  # (keys of older caches stay as they were)
+        content["scar_labels"] = record["scar_labels"]
+    text = json.dumps(content, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 

@@ -20,13 +20,15 @@ class UncertaintyWeightedLoss(nn.Module):
     ``pred`` holds [LA, scar] logits and ``target`` the matching binary maps, shape (B, 2, H, W).
     ``learn_weights=False`` freezes lambda1 = lambda2 = 1 (a plain sum). ``la_dice=True`` adds the batch Dice loss
     of the LA to its cross-entropy (nnU-Net's Dice + CE; not in the paper): the LA term's gradient then does not
-    fade as background dominates a patch.
+    fade as background dominates a patch. ``train_scar=False`` (a dataset without scar labels, ``scar_labels:
+    none``) leaves the scar term out: ``Ls = exp(-s1) * CE + s1 / 2``, the LA alone.
     """
 
     def __init__(self, learn_weights: bool = True, init_log_vars: Sequence[float] = (0.0, 0.0), smooth: float = 1e-5,
-                 la_dice: bool = False):
+                 la_dice: bool = False, train_scar: bool = True):
         super().__init__()
         self.la_dice = bool(la_dice)
+        self.train_scar = bool(train_scar)
         self.log_vars = nn.Parameter(torch.tensor([float(v) for v in init_log_vars]), requires_grad=learn_weights)
         # batch=True: one Dice over the whole mini-batch, so patches without scar do not give a
         # degenerate per-sample loss (most axial patches of a pre-ablation scan hold no scar).
@@ -48,7 +50,8 @@ class UncertaintyWeightedLoss(nn.Module):
     def weigh(self, ce: torch.Tensor, dice: torch.Tensor) -> torch.Tensor:
         """Ls from the unweighted parts: exp(-s1) * ce + s1 / 2 + exp(-s2) * dice + s2 / 2."""
         s = self.log_vars
-        return torch.exp(-s[0]) * ce + 0.5 * s[0] + torch.exp(-s[1]) * dice + 0.5 * s[1]
+        la = torch.exp(-s[0]) * ce + 0.5 * s[0]
+        return la + torch.exp(-s[1]) * dice + 0.5 * s[1] if self.train_scar else la
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.weigh(*self.parts(pred, target))

@@ -180,13 +180,35 @@ def test_miccai_round_trip_derives_scar(tmp_path):
     ]
     by_scan = {c.scan: c for c in CASES}
     for record in records:
-        case, original = load_case(record), by_scan[record["scan"]]
+        case, original = load_case(record, scar_labels="toolkit"), by_scan[record["scan"]]
         assert_same_grid(case, original)
         endo, wall = np.asarray(original.cavity), np.asarray(original.wall)
         np.testing.assert_array_equal(la_mask(case.label), endo | wall)
         np.testing.assert_array_equal(scar_mask(case.label), kmeans_scar(case.image, endo, wall))
         np.testing.assert_array_equal(scar_mask(case.label), scar_mask(original.label))  # the phantom's scar is found
         assert case.meta["label_protocol"]["scar"]["source"] == "derived"
+        assert case.meta["label_protocol"]["scar_labels"] == "toolkit"
+        # the 2018 challenge has no scar labels: by default (and with manual) its LA alone, no scar
+        for label_set in (None, "none", "manual"):
+            alone = load_case({**record, "scar_labels": label_set})
+            np.testing.assert_array_equal(alone.label, la_mask(case.label).astype(np.uint8))
+            assert alone.meta["label_protocol"]["scar"]["source"] == "none"
+
+
+def test_label_sets_decide_where_the_scar_comes_from(tmp_path):
+    """manual: the given scar files only; toolkit: those, else the k-means scar of the cavity; none: no scar."""
+    write_dataset(CASES, tmp_path, "lascarqs2022")
+    record = read_dataset(tmp_path, "lascarqs2022")[1]
+    given = load_case(record)  # LAScarQS's default: its manual scar
+    assert given.meta["label_protocol"]["scar_labels"] == "manual" and scar_mask(given.label).any()
+    np.testing.assert_array_equal(load_case(record, "toolkit").label, given.label)  # a given scar wins
+    assert not scar_mask(load_case(record, "none").label).any()
+    no_file = {**record, "scar": None}
+    assert not scar_mask(load_case(no_file).label).any()  # manual without a file: no scar
+    np.testing.assert_array_equal(scar_mask(load_case(no_file, "toolkit").label),
+                                  kmeans_scar(given.image, given.cavity, given.wall))
+    with pytest.raises(ValueError, match="unknown scar_labels 'auto'"):
+        load_case(record, "auto")
 
 
 def test_miccai_old_train_folder_without_wall(tmp_path):
@@ -195,7 +217,7 @@ def test_miccai_old_train_folder_without_wall(tmp_path):
     (tmp_path / "train" / "scanB" / "lawall.nrrd").unlink()
     (record,) = read_dataset(tmp_path, "miccai2018")
     assert record["wall"] is None and record["patient"] == "patient1"
-    case = load_case(record)
+    case = load_case(record, scar_labels="toolkit")
     endo = np.asarray(CASES[0].cavity)
     np.testing.assert_array_equal(case.wall, toolkit_wall(endo))
     np.testing.assert_array_equal(la_mask(case.label), endo | toolkit_wall(endo))

@@ -271,9 +271,13 @@ def test_a_cavity_dataset_gets_the_challenges_table(tmp_path):
         write_prediction(shifted, record["scan"], pred > 0, pred == 2, case.to_image(case.image))
     summary = evaluate_predictions(tmp_path / "truth", records, tmp_path / "eval", plots=False)
     assert summary["cavity_scored"] and summary["metrics"]["all"]["cavity_dsc"]["mean"] > 0.97
+    # the 2018 challenge has no scar labels (its default label set, none): scar is neither scored nor tabulated
+    assert not summary["scar_scored"] and summary["metrics"]["all"]["scar_dsc"]["n"] == 0
     methods = {"Truth": str(tmp_path / "truth"), "Shifted": str(shifted)}
     tables = compare_folders(methods, records, tmp_path / "cmp")
-    assert list(tables) == ["la", "scar", "cavity"]
+    assert list(tables) == ["la", "cavity"]
+    toolkit = [{**r, "scar_labels": "toolkit"} for r in records]  # with the toolkit's scar: scored
+    assert evaluate_predictions(tmp_path / "truth", toolkit, tmp_path / "eval_toolkit", plots=False)["scar_scored"]
     cavity = tables["cavity"]
     assert cavity["best"] == "Truth" and cavity["metrics"] == ["dsc", "jaccard", "hd95_mm", "asd_mm", "hd95_vox",
                                                                 "asd_vox"]

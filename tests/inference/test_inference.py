@@ -133,6 +133,21 @@ def test_masks_have_the_input_geometry_and_sit_on_the_image(tmp_path, plan, suff
     assert "scan,ok," in (tmp_path / "out" / "report.csv").read_text()
 
 
+def test_a_model_of_a_plan_without_scar_labels_segments_no_scar(tmp_path, plan):
+    """scar_labels none: the scar head was never trained, so the segmenter writes no scar and the report says so."""
+    array = box_array()
+    write_scan(array, tmp_path / "scan.nii.gz")
+    la_only = {**plan, "label_protocol": {**plan["label_protocol"], "scar_labels": "none"}}
+    segmenter = Segmenter(threshold_net(plan, array), la_only)
+    runner = BatchSegmenter(scan_records(tmp_path), segmenter, tmp_path / "out")
+    assert runner.run()[0]["status"] == "ok"
+    la = sitk.GetArrayFromImage(read_image(tmp_path / "out" / "scan" / LA_FILE))
+    scar = sitk.GetArrayFromImage(read_image(tmp_path / "out" / "scan" / SCAR_FILE))
+    np.testing.assert_array_equal(la, box_label() > 0)
+    assert not scar.any()
+    assert "not segmented" in json.loads((tmp_path / "out" / "report.json").read_text())["meta"]["scar"]
+
+
 @pytest.mark.parametrize("orientation", ["RAS", "PSL"])
 def test_a_turned_copy_of_a_scan_gets_the_same_world_segmentation(tiny_dataset, orientation):
     """A convolutional network sees the plan's frame: turning the stored axes changes nothing in the world."""

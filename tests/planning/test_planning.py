@@ -572,3 +572,25 @@ def test_load_plan_errors(tmp_path):
     with pytest.raises(DatasetError, match="patch_size"):
         load_plan(bad)
     assert math.isfinite(plan["decisions"]["batch_size"]["value"])
+
+
+def test_the_plan_fixes_the_label_set_and_its_records_carry_it(tmp_path):
+    """The 2018 challenge is planned without scar (its default label set, none) unless told otherwise; the plan's
+    records carry the label set to every reader of its scans."""
+    from conftest import real_looking_dataset
+
+    from bundle.data.layouts import load_case, plan_scar_labels
+    from bundle.planning.run import plan_dataset
+    from bundle.planning.split import split_records
+
+    root = real_looking_dataset(tmp_path / "atria", "miccai2018", n_patients=3, profile="tiny")
+    plan = plan_dataset(root, "miccai2018", name="atria", out=tmp_path / "atria.json", profile="cpu")
+    assert plan["label_protocol"]["scar_labels"] == "none" == plan_scar_labels(plan)
+    records = split_records(plan, "train", root, "miccai2018")
+    assert {r["scar_labels"] for r in records} == {"none"}
+    assert not (load_case(records[0]).label == SCAR).any()
+    toolkit = plan_dataset(root, "miccai2018", name="t", out=tmp_path / "t.json", profile="cpu", scar_labels="toolkit")
+    assert plan_scar_labels(toolkit) == "toolkit"
+    assert plan_scar_labels({"label_protocol": {"layout": "miccai2018"}}) == "toolkit"  # a plan older than label sets
+    with pytest.raises(ValueError, match="unknown scar_labels"):
+        plan_dataset(root, "miccai2018", out=tmp_path / "x.json", scar_labels="all")

@@ -74,6 +74,13 @@ def test_la_dice_adds_the_las_dice_loss_to_its_cross_entropy():
     assert torch.allclose(ce_dice, ce + la_dice) and torch.allclose(scar, scar_again) and la_dice > 0
 
 
+def test_without_scar_labels_the_loss_is_the_las_term_alone():
+    loss = UncertaintyWeightedLoss(init_log_vars=(0.5, -0.25), train_scar=False)
+    pred, target = torch.randn(2, 2, 16, 16), _batch(2, 16)["label"]
+    ce, _ = loss.parts(pred, target)
+    assert torch.allclose(loss(pred, target), math.exp(-0.5) * ce + 0.25)
+
+
 def test_discriminator_loss_rewards_separation():
     good = discriminator_loss(torch.full((2, 1, 8, 8), 5.0), torch.full((2, 1, 8, 8), -5.0))
     bad = discriminator_loss(torch.full((2, 1, 8, 8), -5.0), torch.full((2, 1, 8, 8), 5.0))
