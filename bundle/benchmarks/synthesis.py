@@ -38,6 +38,6 @@ def time_synthesis(grids: Sequence[str] = FULL_SIZE_GRIDS, scans: int = 3, seed:
             write_s = time.perf_counter() - start
         result["grids"][grid] = {
             "shape_zyx": list(shape), "median_s": round(float(np.median(times)), 2),
-            "min_s": round(min(times), 2), "max_s": round(max(times), 2), "write_s": round(write_s, 2),
+            "min_s": round(min(times), 2), "max_s": round(max(times), 2), "write_s": round(write_s, 3),
         }
     return result
