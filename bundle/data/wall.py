@@ -26,8 +26,10 @@ def wall_radius_voxels(spacing: Sequence[float], thickness_mm: float = WALL_THIC
     return max(1, int(round(thickness_mm / in_plane)))
 
 
-def derived_wall(la: np.ndarray, spacing: Sequence[float], thickness_mm: float = WALL_THICKNESS_MM) -> np.ndarray:
-    """LA wall of a binary LA mask ``(z, y, x)``: the LA minus its slice-wise axial erosion.
+def derived_wall(la: np.ndarray, spacing: Sequence[float], thickness_mm: float = WALL_THICKNESS_MM,
+                 radius_voxels: int | None = None) -> np.ndarray:
+    """LA wall of a binary LA mask ``(z, y, x)``: the LA minus its slice-wise axial erosion by ``thickness_mm``
+    (or by ``radius_voxels`` in-plane voxels when given).
 
     The erosion treats the outside as background, so it runs on the LA's bounding box only (exact, and a whole scan
     costs what its LA's box does)."""
@@ -36,7 +38,7 @@ def derived_wall(la: np.ndarray, spacing: Sequence[float], thickness_mm: float =
     box = ndimage.find_objects(la.astype(np.uint8))
     if not box:
         return wall
-    r = wall_radius_voxels(spacing, thickness_mm)
+    r = int(radius_voxels) if radius_voxels is not None else wall_radius_voxels(spacing, thickness_mm)
     img = sitk.GetImageFromArray(la[box[0]].astype(np.uint8))
     eroded = sitk.GetArrayFromImage(sitk.BinaryErode(img, [r, r, 0], sitk.sitkBall, 0, 1, False))
     wall[box[0]] = la[box[0]] & (eroded == 0)
@@ -52,9 +54,7 @@ def derived_cavity(label: np.ndarray, spacing: Sequence[float], radius_voxels: i
     cavity); None: :data:`WALL_THICKNESS_MM` on this grid (the same 4 voxels at 0.625 mm)."""
     label = np.asarray(label)
     la = la_mask(label)
-    in_plane = 0.5 * (float(spacing[0]) + float(spacing[1]))
-    thickness = WALL_THICKNESS_MM if radius_voxels is None else int(radius_voxels) * in_plane
-    return la & ~(derived_wall(la, spacing, thickness) | scar_mask(label))
+    return la & ~(derived_wall(la, spacing, radius_voxels=radius_voxels) | scar_mask(label))
 
 
 def scar_burden(label: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:

@@ -98,10 +98,8 @@ def cavity_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]
     :func:`segmentation_metrics` (both empty: a perfect nothing; one empty: Dice 0, distances NaN).
     """
     pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
-    values = segmentation_metrics(pred, truth, spacing)
-    out = {m: values[m] for m in CAVITY_METRICS if m in values}
-    if pred.any() and truth.any():
-        out["asd_vox"], out["hd95_vox"] = _surface_distances(pred, truth, (1.0,) * pred.ndim)
-    else:
-        out["asd_vox"], out["hd95_vox"] = out["asd_mm"], out["hd95_mm"]
+    out = segmentation_metrics(pred, truth, spacing)
+    asd_vox, hd95_vox = (_surface_distances(pred, truth, (1.0,) * pred.ndim) if pred.any() and truth.any()
+                         else (out["asd_mm"], out["hd95_mm"]))  # both empty: 0; one empty: NaN
+    out.update(asd_vox=asd_vox, hd95_vox=hd95_vox)
     return {m: out[m] for m in CAVITY_METRICS}
