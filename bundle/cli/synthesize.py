@@ -2,6 +2,7 @@
 
     jasgan-synthesize --out data/phantom --n_patients 16 --profile mixed --layout datalist
     jasgan-synthesize --out data/dark --n_patients 4 --families '{"intensity": ["dark"], "grid": ["miccai2018"]}'
+    jasgan-synthesize --out data/atria --profile miccai2018 --layout miccai2018 --wall_files False --intensities mixed
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ def main(
     seed: int = 0,
     overwrite: bool = False,
     families: str | dict | None = None,
+    intensities: str = "raw",
+    wall_files: bool = True,
     log_level: str = "INFO",
 ) -> None:
     """Generate ``n_patients`` phantom patients into ``out`` (profiles: mixed, utah, miccai2018, siemens, tinyfov,
     tiny; layouts: datalist, miccai2018, lascarqs2022; ``families``: e.g. ``{"intensity": ["dark"]}``, see
-    ``bundle/data/phantom/families.py``)."""
+    ``bundle/data/phantom/families.py``; ``intensities``: raw, zscore or mixed; ``wall_files False``: the 2018
+    challenge's exact form, ``laendo.nrrd`` without ``lawall.nrrd``)."""
     setup_logging(log_level)
-    manifest = synthesize_dataset(out, n_patients, profile, layout, seed, overwrite, families=_families(families))
+    manifest = synthesize_dataset(out, n_patients, profile, layout, seed, overwrite, families=_families(families),
+                                  intensities=intensities, wall_files=wall_files)
     print(f"wrote {manifest['n_scans']} scans ({manifest['n_pre']} pre, {manifest['n_post']} post) "
           f"to {out} in {manifest['seconds']:.1f} s")
 

@@ -452,9 +452,9 @@ def label_protocol(layout: str, scar_labels: str | None = None) -> dict:
 # ----------------------------------------------------------------------------------------- writers
 
 
-def _mask_parts(case: Case, layout: str) -> tuple[np.ndarray, np.ndarray | None]:
-    if case.cavity is None or (layout == "miccai2018" and case.wall is None):
-        needs = "case.cavity and case.wall" if layout == "miccai2018" else "case.cavity"
+def _mask_parts(case: Case, layout: str, wall_file: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    if case.cavity is None or (wall_file and case.wall is None):
+        needs = "case.cavity and case.wall" if wall_file else "case.cavity"
         raise ValueError(f"case {case.scan!r}: the {layout} layout needs {needs}")
     cavity = np.asarray(case.cavity) > 0
     wall = np.asarray(case.wall) > 0 if case.wall is not None else None
@@ -466,12 +466,12 @@ def _next_train_name(root: Path) -> str:
     return f"train_{max(used, default=0) + 1}"
 
 
-def _write_miccai(case: Case, root: Path, name: str) -> dict:
-    cavity, wall = _mask_parts(case, "miccai2018")
+def _write_miccai(case: Case, root: Path, name: str, wall_file: bool = True) -> dict:
+    cavity, wall = _mask_parts(case, "miccai2018", wall_file)
     folder = root / MICCAI_SET_FOLDERS[0] / name
     image = write_image(case.image, folder / MICCAI_IMAGE, case, dtype=image_dtype(case.image))
     endo = write_image(cavity.astype(np.uint8) * 255, folder / MICCAI_ENDO, case)
-    wall_path = write_image(wall.astype(np.uint8) * 255, folder / MICCAI_WALL, case)
+    wall_path = write_image(wall.astype(np.uint8) * 255, folder / MICCAI_WALL, case) if wall_file else None
     return _record("miccai2018", image, name, case.patient, case.ablation, endo=endo, wall=wall_path)
 
 
@@ -507,22 +507,27 @@ def image_dtype(image: np.ndarray) -> type:
     return np.uint16 if ok else np.float32
 
 
-def write_case(case: Case, root: str | Path, layout: str, *, name: str | None = None) -> dict:
+def write_case(case: Case, root: str | Path, layout: str, *, name: str | None = None,
+               wall_file: bool | None = None) -> dict:
     """Write one case in a layout (image uint16 or float32, see :func:`image_dtype`; masks uint8) and return
     its record.
 
     ``name`` is the case folder / scan id: by default ``case.scan``, or for ``lascarqs2022``
-    the next free ``train_N``. The layout's index file is written by :func:`write_dataset`.
+    the next free ``train_N``. ``wall_file`` (``miccai2018`` only, default true) also writes ``lawall.nrrd``; false
+    writes the challenge's own form, the cavity alone. The layout's index file is written by :func:`write_dataset`.
     """
     _check_layout(layout)
+    if wall_file is not None and layout != "miccai2018":
+        raise ValueError(f"wall_file applies to the miccai2018 layout only, not {layout!r}")
     if case.ablation not in ABLATION_STATES:
         raise ValueError(f"case {case.scan!r}: ablation {case.ablation!r} is not one of {ABLATION_STATES}")
     root = Path(root)
     if name is None:
         name = _next_train_name(root) if layout == "lascarqs2022" else case.scan
     name = safe_name(name)
-    writers = {"miccai2018": _write_miccai, "lascarqs2022": _write_lascarqs, "datalist": _write_datalist}
-    return writers[layout](case, root, name)
+    if layout == "miccai2018":
+        return _write_miccai(case, root, name, wall_file is not False)
+    return {"lascarqs2022": _write_lascarqs, "datalist": _write_datalist}[layout](case, root, name)
 
 
 def _datalist_json(records: list[dict], root: Path) -> str:

@@ -614,3 +614,45 @@ def test_acquisition_blur_slab_and_ghost():
     blurred = acquire(clean, (1.0, 1.0, 1.0), Acquisition(dict(TISSUE_MEANS), noise_sd=0.0, texture=0.0, blur_mm=1.0),
                       rng())
     assert blurred[8, 5, 9] > 0 and blurred[5, 5, 12] == 0  # in-plane only
+
+
+def test_the_2018_challenge_form_cavity_only_raw_and_zscored(tmp_path):
+    """``wall_files=False`` writes the challenge's own form (``lgemri.nrrd``, ``laendo.nrrd`` with 255 = cavity, no
+    ``lawall.nrrd``); ``intensities="mixed"`` stores every other scan z-scored (float32), the rest raw (uint16). The
+    scans are the same draws either way, and the bundle's normalisation sees a z-scored scan as its raw original."""
+    import SimpleITK as sitk
+
+    from bundle.preprocessing.image import normalize
+
+    settings = dict(n_patients=2, profile="tiny", layout="miccai2018", seed=1, wall_files=False)
+    manifest = synthesize_dataset(tmp_path / "mixed", intensities="mixed", **settings)
+    synthesize_dataset(tmp_path / "raw", **settings)
+    assert manifest["wall_files"] is False and manifest["intensities"] == "mixed"
+    assert sorted(set(manifest["scan_storage"].values())) == ["raw", "zscore"]
+    raw = {r["scan"]: r for r in read_dataset(tmp_path / "raw", "miccai2018")}
+    scheme = {"scheme": "zscore_per_volume"}
+    for record in read_dataset(tmp_path / "mixed", "miccai2018"):
+        folder = tmp_path / "mixed" / "Training Set" / record["scan"]
+        assert sorted(p.name for p in folder.iterdir()) == ["laendo.nrrd", "lgemri.nrrd"]
+        assert record["wall"] is None
+        endo = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "laendo.nrrd")))
+        assert set(np.unique(endo)) == {0, 255}
+        stored = sitk.ReadImage(str(folder / "lgemri.nrrd")).GetPixelID()
+        case, original = load_case(record), load_case(raw[record["scan"]])
+        np.testing.assert_array_equal(case.label, original.label)  # cavity + the toolkit's wall, no scar
+        assert not (case.label == 2).any() and (case.label > 0).any()
+        if manifest["scan_storage"][record["scan"]] == "zscore":
+            assert stored == sitk.sitkFloat32
+            assert abs(case.image.mean()) < 1e-4 and abs(case.image.std() - 1) < 1e-4
+            np.testing.assert_allclose(normalize(case.image, scheme), normalize(original.image, scheme), atol=1e-4)
+        else:
+            assert stored == sitk.sitkUInt16
+            np.testing.assert_array_equal(case.image, original.image)
+
+
+def test_challenge_form_options_are_checked_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="miccai2018 layout only"):
+        synthesize_dataset(tmp_path / "a", n_patients=1, profile="tiny", layout="datalist", wall_files=False)
+    with pytest.raises(ValueError, match="unknown intensities 'normalised'"):
+        synthesize_dataset(tmp_path / "b", n_patients=1, profile="tiny", intensities="normalised")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bundle.atomic import atomic_write_text
@@ -139,10 +140,32 @@ def _one_thread() -> None:
     torch.set_num_threads(1)  # one scan per core: threads inside a worker would only compete
 
 
-def _write_scan(spec: ScanSpec, profile: str, seed: int, out: Path, layout: str, name: str) -> tuple[dict, float]:
+INTENSITIES = ("raw", "zscore", "mixed")
+"""How a dataset stores its images: ``raw`` (the scanner's integer range, uint16), ``zscore`` (float32, each scan
+z-scored over its volume, as common preprocessed copies of the 2018 challenge ship), ``mixed`` (every other scan)."""
+
+
+def zscore(image: np.ndarray) -> np.ndarray:
+    """A scan z-scored over its whole volume, float32."""
+    image = np.asarray(image, dtype=np.float64)
+    return ((image - image.mean()) / max(float(image.std()), 1e-8)).astype(np.float32)
+
+
+def scan_storage(intensities: str, index: int) -> str:
+    """How scan ``index`` (0-based, cohort order) of a dataset with ``intensities`` stores its image."""
+    if intensities not in INTENSITIES:
+        raise ValueError(f"unknown intensities {intensities!r}; choose one of {', '.join(INTENSITIES)}")
+    return ("raw", "zscore")[index % 2] if intensities == "mixed" else intensities
+
+
+def _write_scan(spec: ScanSpec, profile: str, seed: int, out: Path, layout: str, name: str,
+                storage: str = "raw", wall_file: bool | None = None) -> tuple[dict, float]:
     """Generate one phantom scan and write it; returns its record and the seconds it took."""
     start = time.perf_counter()
-    record = write_case(generate_scan(spec, profile, seed), out, layout, name=name)
+    case = generate_scan(spec, profile, seed)
+    if storage == "zscore":
+        case.image = zscore(case.image)
+    record = write_case(case, out, layout, name=name, wall_file=wall_file)
     return record, time.perf_counter() - start
 
 
@@ -155,11 +178,15 @@ def synthesize_dataset(
     overwrite: bool = False,
     workers: int | None = None,
     families: Mapping[str, Sequence[str]] | None = None,
+    intensities: str = "raw",
+    wall_files: bool = True,
 ) -> dict:
     """Generate ``n_patients`` phantom patients (pre and/or post scans) and write them to ``out``.
 
     ``profile`` is a grid (``utah``, ``miccai2018``, ``siemens``, ``tinyfov``, ``tiny``) or ``mixed`` (each scan
     draws its grid); ``families`` restricts the families scans draw from (:mod:`bundle.data.phantom.families`).
+    ``intensities`` (:data:`INTENSITIES`) stores the images raw, z-scored or both; ``wall_files`` false writes the
+    ``miccai2018`` layout in the challenge's exact form, ``laendo.nrrd`` (the cavity) without ``lawall.nrrd``.
 
     Writes into an absent or empty folder; with ``overwrite``, also replaces a phantom dataset the generator wrote
     (finished or interrupted); never anything else (:class:`~bundle.errors.ForeignPathError`). The folder is claimed
@@ -170,6 +197,9 @@ def synthesize_dataset(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if not wall_files and layout != "miccai2018":
+        raise ValueError(f"wall_files=False applies to the miccai2018 layout only (the {layout} layout writes no wall)")
+    scan_storage(intensities, 0)  # checks the name
     specs = cohort(n_patients, seed, profile=profile, families=families)  # checks profile and families first
     out = Path(out)
     if out.is_dir() and any(out.iterdir()) and is_phantom_folder(out) and not overwrite:
@@ -179,7 +209,10 @@ def synthesize_dataset(
     names = [f"train_{i}" if layout == "lascarqs2022" else s.scan for i, s in enumerate(specs, 1)]
     workers = _default_workers(specs, profile) if workers is None else max(1, int(workers))
     start = time.perf_counter()
-    jobs = [(spec, profile, seed, out, layout, name) for spec, name in zip(specs, names)]
+    storages = [scan_storage(intensities, i) for i in range(len(specs))]
+    wall_file = bool(wall_files) if layout == "miccai2018" else None
+    jobs = [(spec, profile, seed, out, layout, name, storage, wall_file)
+            for spec, name, storage in zip(specs, names, storages)]
     if workers == 1:
         results = (_write_scan(*job) for job in jobs)
         records = _collect(results, specs)
@@ -194,6 +227,8 @@ def synthesize_dataset(
         "layout": layout,
         "seed": seed,
         "families": {k: list(v) for k, v in (families or {}).items()},
+        "intensities": intensities,
+        "wall_files": bool(wall_files) if layout == "miccai2018" else None,
         "n_patients": n_patients,
         "n_scans": len(records),
         "n_pre": sum(s.ablation == "pre" for s in specs),
@@ -202,6 +237,7 @@ def synthesize_dataset(
         "workers": workers,
         "scans": [s.scan for s in specs],
         "scan_families": {name: {**s.families, "grid": s.grid or profile} for s, name in zip(specs, names)},
+        "scan_storage": dict(zip(names, storages)),
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return manifest
