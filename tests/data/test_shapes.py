@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bundle.data.phantom import shapes
-from bundle.data.phantom.intensity import smooth_noise
+from bundle.data.phantom.intensity import _kernel_matrix, smooth_noise
 from bundle.data.phantom.shapes import Grid, block_mean, coverage, supersampled_mask
 
 ANISO = (1.0, 1.0, 3.0)  # x, y, z in mm: thick slices, like LGE
@@ -142,6 +142,20 @@ def test_smooth_noise_is_standardised_and_smooth():
     # reproducible from the generator, different for another one
     np.testing.assert_array_equal(field, smooth_noise(np.random.default_rng(1), shape, spacing, 20.0))
     assert not np.allclose(field, smooth_noise(np.random.default_rng(2), shape, spacing, 20.0))
+
+
+@pytest.mark.parametrize("shape, spacing", [
+    ((40, 24, 20), (2.0, 2.0, 0.5)),  # more thin slices than z nodes: the in-plane products first, z last
+    ((6, 24, 20), (2.0, 2.0, 5.0)),  # few thick slices: z first
+])
+def test_smooth_noise_is_the_separable_sum_of_its_lattice_in_either_order(shape, spacing):
+    corr = 4.0
+    field = smooth_noise(np.random.default_rng(3), shape, spacing, corr)
+    wz, wy, wx = (_kernel_matrix(n, s, corr).astype(np.float64) for n, s in zip(shape, spacing[::-1]))
+    coarse = np.random.default_rng(3).standard_normal((wz.shape[1], wy.shape[1], wx.shape[1])).astype(np.float32)
+    reference = np.einsum("zk,kji,yj,xi->zyx", wz, coarse.astype(np.float64), wy, wx, optimize=True)
+    reference = (reference - reference.mean()) / reference.std()
+    np.testing.assert_allclose(field, reference, atol=1e-4)
 
 
 def test_smooth_noise_correlation_length_follows_corr_mm():
