@@ -16,6 +16,9 @@ class DatasetError(ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # pickled with its two arguments (raised in a worker process, re-raised in this one)
+        return type(self), (self.path, self.problem)
+
 
 class ForeignPathError(ValueError):
     """An output path holds what the bundle did not write (a dataset, a user's folder, another tool's files), or lies
@@ -28,3 +31,6 @@ class ForeignPathError(ValueError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):  # pickled with its two arguments (raised in a worker process, re-raised in this one)
+        return type(self), (self.path, self.problem)

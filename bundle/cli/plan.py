@@ -32,12 +32,14 @@ def main(
     profile: str = rules.DEFAULT_PROFILE,
     from_plan: str | None = None,
     scar_labels: str | None = None,
+    workers: int | None = None,
     log_level: str = "INFO",
 ) -> None:
     """Plan the dataset at ``root`` (layouts: datalist, miccai2018, lascarqs2022) into
     ``plans/<name>.json`` (or ``out``); ``profile`` is one of the planner's profiles (``paper``, the default, or ``cpu``). With ``from_plan``, re-plan that
     plan's fingerprint for ``profile`` instead. ``scar_labels``: ``manual``, ``toolkit`` or ``none`` (default: the
-    layout's; the 2018 challenge has no scar labels, so ``none``)."""
+    layout's; the 2018 challenge has no scar labels, so ``none``). ``workers``: processes that read the scans
+    (default: one per core, at most 4, for 8 scans or more); the plan does not depend on it."""
     setup_logging(log_level)
     start = time.perf_counter()
     if from_plan is not None:
@@ -45,7 +47,7 @@ def main(
         save_plan(plan, out or Path(from_plan).parent / f"{plan['name']}.json")
     else:
         plan = plan_dataset(root, layout, name, out, csv, seed, n_folds, test_fraction, val_fraction, profile,
-                            scar_labels)
+                            scar_labels, workers)
     d = {k: v["value"] for k, v in plan["decisions"].items()}
     s = plan["split"]
     print(f"plan {plan['name']}: {len(plan['fingerprint']['cases'])} scans, {len(plan.get('excluded', []))} excluded, "

@@ -12,6 +12,7 @@ from bundle.data.layouts import label_protocol, load_case, read_dataset
 from bundle.errors import DatasetError
 from bundle.planning import rules
 from bundle.ownership import check_outside_inputs, check_replaceable_file
+from bundle.parallel import default_workers, ordered_map
 from bundle.planning.planner import is_plan_file, make_plan, save_plan
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def plan_dataset(
     val_fraction: float = rules.VAL_FRACTION,
     profile: str = rules.DEFAULT_PROFILE,
     scar_labels: str | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Fingerprint the dataset at ``root`` and write ``plans/<name>.json`` (or ``out``: a new file or a plan, never
     inside ``root``; checked before any scan is read).
@@ -45,7 +47,9 @@ def plan_dataset(
     A scan that cannot be loaded (unreadable file, inconsistent labels, ...) is reported,
     listed under ``excluded`` in the plan with its reason, and left out; the others are planned.
     ``scar_labels``: the label set (``manual``, ``toolkit``, ``none``; None: the layout's default), recorded in the
-    plan's ``label_protocol`` and used by everything that reads the plan's scans.
+    plan's ``label_protocol`` and used by everything that reads the plan's scans. ``workers`` processes read the
+    scans (default: one per core for 8 scans or more, :func:`bundle.parallel.default_workers`); the plan does not
+    depend on it.
     """
     name = name or Path(root).name
     out = Path(out) if out is not None else Path("plans") / f"{name}.json"
@@ -56,13 +60,14 @@ def plan_dataset(
     excluded: list[dict] = []
 
     def cases() -> Iterator[Case]:
-        for i, record in enumerate(records, 1):
-            try:
-                case = load_case(record)
-            except DatasetError as err:
+        loaded = ordered_map(load_case, records, default_workers(len(records), workers))
+        for i, (record, case, err) in enumerate(loaded, 1):
+            if isinstance(err, DatasetError):
                 logger.error("skipping scan %s: %s", record.get("scan"), err)
                 excluded.append({"scan": record.get("scan"), "error": str(err)})
                 continue
+            if err is not None:
+                raise err
             logger.info("fingerprint %d/%d %s", i, len(records), record.get("scan"))
             yield case
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from bundle.atomic import atomic_path
 from bundle.data.case import Case
 from bundle.data.layouts import LABEL_KEYS, LEGACY_SCAR_LABELS, load_case
 from bundle.ownership import claim_folder
+from bundle.parallel import default_workers, ordered_map
 from bundle.planning.split import split_records
 from bundle.preprocessing.image import preprocess_image, resample_in_plane
 
@@ -119,11 +121,30 @@ def load_split(
     return cases
 
 
-def cache_split(plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path) -> int:
-    """Write the cache entries of a split that are missing (without reading those present); returns how many."""
+def _cache_entry(record: dict, plan: dict, cache_dir: str | Path) -> None:
+    preprocessed(record, plan, cache_dir)
+
+
+def cache_split(plan: dict, split: str, dataset_dir: str | Path, layout: str, cache_dir: str | Path,
+                workers: int | None = None) -> int:
+    """Write the cache entries of a split that are missing (without reading those present); returns how many.
+
+    ``workers`` processes preprocess the scans (default: one per core for 8 scans or more); each entry is written
+    atomically by the process that made it, so the cache does not depend on it. The first failing scan's error is
+    raised once the others are written.
+    """
     records = split_records(plan, split, dataset_dir, layout)
     missing = [r for r in records if not cache_path(r, plan, cache_dir).is_file()]
-    for i, record in enumerate(missing, 1):
-        preprocessed(record, plan, cache_dir)
+    if missing:
+        claim_folder(cache_dir, CACHE_KIND)
+    work = partial(_cache_entry, plan=plan, cache_dir=str(cache_dir))
+    errors = []
+    for i, (record, _, err) in enumerate(ordered_map(work, missing, default_workers(len(missing), workers)), 1):
+        if err is not None:
+            logger.error("could not cache %s scan %s: %s", split, record["scan"], err)
+            errors.append(err)
+            continue
         logger.info("cached %s scan %d/%d: %s", split, i, len(missing), record["scan"])
+    if errors:
+        raise errors[0]
     return len(missing)

@@ -12,7 +12,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bundle.atomic import atomic_write_text
 from bundle.data.layouts import LAYOUTS, write_case, write_index
@@ -20,6 +19,7 @@ from bundle.data.phantom.generate import ScanSpec, cohort, generate_scan
 from bundle.data.phantom.profiles import MIXED, get_profile
 from bundle.errors import ForeignPathError
 from bundle.ownership import folder_kind, replace_folder
+from bundle.parallel import one_thread
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +136,6 @@ def _default_workers(specs: list[ScanSpec], profile: str) -> int:
     return max(1, min(n_scans, os.cpu_count() or 1))
 
 
-def _one_thread() -> None:
-    torch.set_num_threads(1)  # one scan per core: threads inside a worker would only compete
-
-
 INTENSITIES = ("raw", "zscore", "mixed")
 """How a dataset stores its images: ``raw`` (the scanner's integer range, uint16), ``zscore`` (float32, each scan
 z-scored over its volume, as common preprocessed copies of the 2018 challenge ship), ``mixed`` (every other scan)."""
@@ -218,7 +214,7 @@ def synthesize_dataset(
         records = _collect(results, specs)
     else:
         context = multiprocessing.get_context("spawn")  # never fork a process whose OpenMP threads may run
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=one_thread) as pool:
             records = _collect(pool.map(_write_scan, *zip(*jobs)), specs)
     write_index(records, out, layout)
     manifest = {
