@@ -10,6 +10,20 @@ from monai.losses import DiceLoss
 from torch import nn
 
 
+class LALoss(nn.Module):
+    """The LA term of Eq. 5 on its own: cross-entropy of the LA logits, plus their batch Dice loss with ``dice``
+    (nnU-Net's Dice + CE). ``pred`` holds the LA logits in channel 0 (Gl's single channel, or Gls' [LA, scar]);
+    ``target`` the matching maps [LA, ...], (B, >= 1, H, W)."""
+
+    def __init__(self, dice: bool = True, smooth: float = 1e-5):
+        super().__init__()
+        self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth) if dice else None
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = F.binary_cross_entropy_with_logits(pred[:, :1], target[:, :1])
+        return loss if self.dice is None else loss + self.dice(pred[:, :1], target[:, :1])
+
+
 class UncertaintyWeightedLoss(nn.Module):
     """Ls of Eq. 5 with lambda1, lambda2 learned by homoscedastic uncertainty (Kendall et al., CVPR 2018).
 
@@ -33,6 +47,7 @@ class UncertaintyWeightedLoss(nn.Module):
         # batch=True: one Dice over the whole mini-batch, so patches without scar do not give a
         # degenerate per-sample loss (most axial patches of a pre-ablation scan hold no scar).
         self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)
+        self.la_loss = LALoss(la_dice, smooth)
 
     @property
     def weights(self) -> torch.Tensor:
@@ -41,11 +56,7 @@ class UncertaintyWeightedLoss(nn.Module):
 
     def parts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The unweighted (cross-entropy on LA, plus its Dice loss with ``la_dice``; Dice loss on scar)."""
-        ce = F.binary_cross_entropy_with_logits(pred[:, :1], target[:, :1])
-        if self.la_dice:
-            ce = ce + self.dice(pred[:, :1], target[:, :1])
-        dice = self.dice(pred[:, 1:2], target[:, 1:2])
-        return ce, dice
+        return self.la_loss(pred, target), self.dice(pred[:, 1:2], target[:, 1:2])
 
     def weigh(self, ce: torch.Tensor, dice: torch.Tensor) -> torch.Tensor:
         """Ls from the unweighted parts: exp(-s1) * ce + s1 / 2 + exp(-s2) * dice + s2 / 2."""
