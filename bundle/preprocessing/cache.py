@@ -122,6 +122,7 @@ def load_split(
 
 
 def _cache_entry(record: dict, plan: dict, cache_dir: str | Path) -> None:
+    """Write one scan's cache entry in a worker; returns nothing, so no preprocessed scan is pickled back."""
     preprocessed(record, plan, cache_dir)
 
 
@@ -135,7 +136,7 @@ def cache_split(plan: dict, split: str, dataset_dir: str | Path, layout: str, ca
     """
     records = split_records(plan, split, dataset_dir, layout)
     missing = [r for r in records if not cache_path(r, plan, cache_dir).is_file()]
-    if missing:
+    if missing:  # claimed here once, before the workers write into it (each would otherwise claim it at once)
         claim_folder(cache_dir, CACHE_KIND)
     work = partial(_cache_entry, plan=plan, cache_dir=str(cache_dir))
     errors = []

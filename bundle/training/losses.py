@@ -41,7 +41,6 @@ class UncertaintyWeightedLoss(nn.Module):
     def __init__(self, learn_weights: bool = True, init_log_vars: Sequence[float] = (0.0, 0.0), smooth: float = 1e-5,
                  la_dice: bool = False, train_scar: bool = True):
         super().__init__()
-        self.la_dice = bool(la_dice)
         self.train_scar = bool(train_scar)
         self.log_vars = nn.Parameter(torch.tensor([float(v) for v in init_log_vars]), requires_grad=learn_weights)
         # batch=True: one Dice over the whole mini-batch, so patches without scar do not give a
