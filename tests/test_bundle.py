@@ -49,9 +49,9 @@ def _bundle_cmd(tmp_path: Path, *overrides: str, config: str = "configs/train.ya
         "--phantom#n_patients", "3", "--phantom#profile", "tinyfov", "--cache_dir", str(tmp_path / "cache"),
         "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "runs"),
         "--max_epochs", "1", "--val_interval", "1", "--localizer_epochs", "15", "--log_interval", "1",
-        # 15 stage-1 epochs on 3 tiny patients: a constant rate (the poly schedule's power 0), as the poly decay leaves
-        # such a short run too little of its rate to find the LA
-        "--localizer#lr_scheduler#power", "0.0", *overrides,
+        # 15 stage-1 epochs on 3 tiny patients: a constant rate, as the poly decay leaves such a short run too little
+        # of its rate to find the LA
+        "--localizer_lr_power", "0.0", *overrides,
     ]
 
 
