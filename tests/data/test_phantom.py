@@ -616,6 +616,47 @@ def test_acquisition_blur_slab_and_ghost():
     assert blurred[8, 5, 9] > 0 and blurred[5, 5, 12] == 0  # in-plane only
 
 
+def test_acquire_from_its_draws_and_fields_equals_acquire_from_the_stream():
+    """generate_scan draws the acquisition first and computes its smooth fields on a second thread: the scan is the
+    one acquire makes from the stream itself, bit for bit."""
+    from bundle.data.phantom.intensity import acquire, acquisition_fields, draw_acquisition
+
+    clean = np.random.default_rng(1).uniform(0, 250, (10, 40, 36)).astype(np.float32)
+    spacing = (1.5, 1.5, 2.5)
+    acq = Acquisition(dict(TISSUE_MEANS), gain=1.2, gamma=0.9, bias_strength=0.3, noise_sd=11.0, texture=0.05,
+                      slice_jitter=0.03, blur_mm=0.5, slab_mm=4.0, ghost=0.05, ghost_axis=2)
+    direct = acquire(clean, spacing, acq, np.random.default_rng(7))
+    stream = np.random.default_rng(7)
+    draws = draw_acquisition(stream, clean.shape, spacing, acq)
+    ahead = acquire(clean, spacing, acq, draws, fields=acquisition_fields(draws))
+    np.testing.assert_array_equal(direct, ahead)
+    assert stream.integers(2**62) == (lambda r: (acquire(clean, spacing, acq, r), r.integers(2**62))[1])(
+        np.random.default_rng(7))  # and the stream goes on from the same state
+    with pytest.raises(ValueError, match="acquisition draws for a grid"):
+        acquire(clean[:5], spacing, acq, draws)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 10), (3, 7, 9)])
+def test_ghost_half_a_field_of_view_away_equals_the_roll(shape):
+    import torch
+
+    from bundle.data.phantom.intensity import _add_half_shifted
+
+    for axis in (1, 2):
+        vol = torch.from_numpy(np.random.default_rng(axis).uniform(0, 100, shape).astype(np.float32))
+        expected = vol.clone().add_(torch.roll(vol, shape[axis] // 2, dims=axis), alpha=0.07)
+        _add_half_shifted(vol, axis, 0.07)
+        assert torch.equal(vol, expected)
+
+
+def test_a_scan_does_not_depend_on_what_the_process_generated_before():
+    specs = [ScanSpec(1, "post", grid="tinyfov"), ScanSpec(2, "pre", grid="tiny", form="la_crop")]
+    first = [generate_scan(s, s.grid, 0) for s in specs]
+    again = [generate_scan(s, s.grid, 0) for s in reversed(specs)][::-1]
+    for a, b in zip(first, again):
+        assert a.image.tobytes() == b.image.tobytes() and a.label.tobytes() == b.label.tobytes()
+
+
 def test_the_2018_challenge_form_cavity_only_raw_and_zscored(tmp_path):
     """``wall_files=False`` writes the challenge's own form (``lgemri.nrrd``, ``laendo.nrrd`` with 255 = cavity, no
     ``lawall.nrrd``); ``intensities="mixed"`` stores every other scan z-scored (float32), the rest raw (uint16). The

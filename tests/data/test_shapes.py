@@ -9,7 +9,7 @@ import pytest
 
 from bundle.data.phantom import shapes
 from bundle.data.phantom.intensity import _kernel_matrix, smooth_noise
-from bundle.data.phantom.shapes import Grid, block_mean, coverage, supersampled_mask
+from bundle.data.phantom.shapes import Grid, block_mean, coverage, paint, supersampled_mask
 
 ANISO = (1.0, 1.0, 3.0)  # x, y, z in mm: thick slices, like LGE
 
@@ -124,6 +124,27 @@ def test_block_mean_counts_sub_voxels():
     expected = np.zeros((2, 2, 2), np.float32)
     expected[0, 0, 0], expected[1, 1, 1], expected[1, 1, 0] = 1 / 18, 1.0, 3 / 18
     np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("z_invariant", [False, True])
+def test_paint_blends_exactly_its_coverage_and_touches_nothing_else(z_invariant):
+    """Painting over a volume is ``v + f * (value - v)`` with ``f`` the coverage, bit for bit, whether a voxel is
+    decided by its block (deep inside), voxel by voxel, or supersampled; the grid's partial blocks included."""
+    grid = _sphere_grid()  # 11 x 31 x 31 voxels in blocks of 2 x 5 x 5: partial blocks on three sides
+    sdf = shapes.elliptic_column((1.3, -0.8), (12.0, 9.0)) if z_invariant else shapes.ellipsoid((0.2, -0.1, 0.4),
+                                                                                                  (14.0, 11.0, 16.0))
+    lo, hi = (None, None) if z_invariant else (np.array([-15.0, -12.0, -17.0]), np.array([15.0, 12.0, 17.0]))
+    before = np.random.default_rng(0).uniform(0, 300, grid.shape).astype(np.float32)
+    volume = before.copy()
+    paint(volume, sdf, grid, (3, 2, 2), 123.4, lo, hi, z_invariant)
+    sl, frac = coverage(sdf, grid, (3, 2, 2), lo, hi, z_invariant)
+    assert (frac == 1).sum() > 100 and ((frac > 0) & (frac < 1)).sum() > 20  # all three kinds of voxel
+    fine = (sdf(*grid.axes((3, 2, 2))) < 0).astype(np.float64)  # every sub-voxel, by brute force
+    brute = fine.reshape(grid.shape[0], 3, grid.shape[1], 2, grid.shape[2], 2).mean(axis=(1, 3, 5))
+    np.testing.assert_allclose(frac, brute[:1] if z_invariant else brute[sl], atol=1e-6)
+    expected = before.copy()
+    expected[sl] = before[sl] + frac * (np.float32(123.4) - before[sl])
+    np.testing.assert_array_equal(volume, expected)
 
 
 def _neighbour_corr(field: np.ndarray, axis: int) -> float:

@@ -10,19 +10,20 @@ profile and family selection.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from bundle.data.case import Case
 from bundle.data.labels import compose_label
-from bundle.data.phantom.atrium import rasterise_atrium, sample_atrium
+from bundle.data.phantom.atrium import AtriumRaster, rasterise_atrium, sample_atrium
 from bundle.data.phantom.context import sample_context
 from bundle.data.phantom.families import PER_PATIENT, draw, family_weights
-from bundle.data.phantom.intensity import Acquisition, acquire
+from bundle.data.phantom.intensity import Acquisition, acquire, acquisition_fields, draw_acquisition
 from bundle.data.phantom.profiles import MIXED, Profile, get_profile
 from bundle.data.phantom.scar import draw_scar
-from bundle.data.phantom.shapes import Grid, block_mean, coverage
+from bundle.data.phantom.shapes import Grid, block_mean, paint
 
 LA_MIN_FRACTION = 0.5
 """A voxel is LA when LA tissue (cavity + wall + scar) fills at least half of it."""
@@ -119,23 +120,21 @@ def _scan_grid(profile: Profile, rng: np.random.Generator, centre_xy: np.ndarray
 
 
 def _paint(parts, grid: Grid, profile: Profile, mu: dict[str, float]) -> np.ndarray:
-    """The noiseless tissue-intensity volume of the context ``parts``, painted in order (later over earlier).
+    """The noiseless tissue-intensity volume of the context ``parts``, painted in order (later over earlier) with
+    their partial volume (:func:`~bundle.data.phantom.shapes.paint`: only the voxels each part reaches).
 
     The leading columns along z (body outline, chest wall, thorax) are painted on one slice that then fills
-    every slice: they are the same on all slices, and painting them in 3D was a quarter of the time.
+    every slice: they are the same on all slices.
     """
     clean2d = np.zeros((1, *grid.shape[1:]), np.float32)
     lead = 0
     while lead < len(parts) and parts[lead].z_invariant:
         part = parts[lead]
-        sl, frac = coverage(part.sdf, grid, profile.supersample, part.lo, part.hi, True)
-        clean2d[sl] += frac * (mu[part.tissue] - clean2d[sl])
+        paint(clean2d, part.sdf, grid, profile.supersample, mu[part.tissue], part.lo, part.hi, True)
         lead += 1
     clean = np.repeat(clean2d, grid.shape[0], axis=0)
     for part in parts[lead:]:
-        sl, frac = coverage(part.sdf, grid, profile.supersample, part.lo, part.hi, part.z_invariant)
-        region = clean[sl]
-        region += frac * (mu[part.tissue] - region)
+        paint(clean, part.sdf, grid, profile.supersample, mu[part.tissue], part.lo, part.hi, part.z_invariant)
     return clean
 
 
@@ -179,6 +178,51 @@ def _overlap(raster_box: tuple[slice, ...], crop: tuple[slice, ...]) -> tuple[tu
     return tuple(into_crop), tuple(into_box)
 
 
+@dataclass
+class _LaFractions:
+    """The LA of one scan in its raster box: the fine raster and scar, and per voxel the partial volumes of cavity,
+    healthy wall and scar, their sum, and the voxels that are LA (:data:`LA_MIN_FRACTION`)."""
+
+    raster: AtriumRaster
+    scar_fine: np.ndarray
+    cavity: np.ndarray
+    wall: np.ndarray
+    scar: np.ndarray
+    total: np.ndarray
+    mask: np.ndarray
+
+
+def _rasterise_la(atrium, grid: Grid, profile: Profile, rng: np.random.Generator, ablation: str) -> _LaFractions:
+    """The LA on ``grid`` with its scar (drawn from ``rng``), as partial volumes per voxel."""
+    raster = rasterise_atrium(atrium, grid, profile.supersample, np.zeros(3))
+    scar_fine = draw_scar(rng, atrium, raster, np.zeros(3), ablation)
+    cavity = block_mean(raster.cavity, profile.supersample)
+    wall = block_mean(raster.wall & ~scar_fine, profile.supersample)
+    scar = block_mean(scar_fine, profile.supersample)
+    total = cavity + wall + scar
+    return _LaFractions(raster, scar_fine, cavity, wall, scar, total, total >= LA_MIN_FRACTION)
+
+
+def _insert_la(clean: np.ndarray, la: _LaFractions, grid: Grid, whole: Grid, crop: tuple[slice, ...] | None,
+               mu: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paint the LA over the context ``clean`` (on ``grid``, the ``crop`` of ``whole`` or all of it) with its
+    partial volumes, in place, and return the label (LA and scar), cavity and wall masks on ``grid``."""
+    into_grid, into_box = _overlap(la.raster.slices, crop or tuple(slice(0, n) for n in whole.shape))
+    cav, wall, scar, total, la_box = (a[into_box] for a in (la.cavity, la.wall, la.scar, la.total, la.mask))
+    box = clean[into_grid]
+    clean[into_grid] = box * (1.0 - total) + cav * mu["blood_la"] + wall * mu["la_wall"] + scar * mu["scar"]
+    scar_box = la_box & (scar >= SCAR_MIN_FRACTION) & (scar >= wall)
+    cavity_box = la_box & (cav >= 0.5) & ~scar_box
+    # full-size arrays are few and written only in the LA box (fresh pages cost more than the arithmetic)
+    label = np.zeros(grid.shape, np.uint8)
+    label[into_grid] = compose_label(la_box, scar_box)
+    cavity = np.zeros(grid.shape, np.uint8)
+    cavity[into_grid] = cavity_box
+    wall_mask = np.zeros(grid.shape, np.uint8)
+    wall_mask[into_grid] = la_box & ~cavity_box
+    return label, cavity, wall_mask
+
+
 def generate_scan(spec: ScanSpec, profile: str | Profile = "utah", seed: int = 0, acquisition: Acquisition | None = None) -> Case:
     """One phantom scan as a :class:`Case` with image, label, cavity and wall.
 
@@ -201,35 +245,23 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "utah", seed: int = 0
     acq = acquisition or drawn  # the scar stream unchanged
     mu = acq.tissue_means
 
-    la_centre = np.zeros(3)
-    raster = rasterise_atrium(atrium, whole, profile.supersample, la_centre)
-    scar_fine = draw_scar(rng, atrium, raster, la_centre, spec.ablation)
-    cav = block_mean(raster.cavity, profile.supersample)
-    wall = block_mean(raster.wall & ~scar_fine, profile.supersample)
-    scar = block_mean(scar_fine, profile.supersample)
-    total = cav + wall + scar
-    la_box = total >= LA_MIN_FRACTION
-    crop = _crop(spec.form, la_box, [s.start for s in raster.slices], whole, rng)
-    grid = whole if crop is None else _sub_grid(whole, crop)
-    into_grid, into_box = _overlap(raster.slices, crop or tuple(slice(0, n) for n in whole.shape))
-
-    clean = _paint(parts, grid, profile, mu)
-    cav, wall, scar, total, la_box = (a[into_box] for a in (cav, wall, scar, total, la_box))
-    box = clean[into_grid]
-    clean[into_grid] = box * (1.0 - total) + cav * mu["blood_la"] + wall * mu["la_wall"] + scar * mu["scar"]
-
-    scar_box = la_box & (scar >= SCAR_MIN_FRACTION) & (scar >= wall)
-    cavity_box = la_box & (cav >= 0.5) & ~scar_box
-    # full-size arrays are few and written only in the LA box (fresh pages cost more than the arithmetic)
-    label = np.zeros(grid.shape, np.uint8)
-    label[into_grid] = compose_label(la_box, scar_box)
-    cavity = np.zeros(grid.shape, np.uint8)
-    cavity[into_grid] = cavity_box
-    wall_lab = np.zeros(grid.shape, np.uint8)
-    wall_lab[into_grid] = la_box & ~cavity_box
-
-    image = acquire(clean, grid.spacing, acq, rng, in_place=True)
-    n_wall_fine = int(raster.wall.sum())
+    # a whole field of view's context and acquisition fields do not depend on the LA: they are computed on a
+    # second thread meanwhile (NumPy, SciPy, SimpleITK and torch release the GIL in their loops); a crop's grid is
+    # known only from the LA. The scan's stream is drawn in the same order either way.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        painting = pool.submit(_paint, parts, whole, profile, mu) if spec.form == "whole" else None
+        la = _rasterise_la(atrium, whole, profile, rng, spec.ablation)
+        draws = fields = None
+        if painting is not None:  # nothing else draws from the stream before acquire for a whole field of view
+            draws = draw_acquisition(rng, whole.shape, whole.spacing, acq)
+            fields = pool.submit(acquisition_fields, draws)
+        crop = _crop(spec.form, la.mask, [s.start for s in la.raster.slices], whole, rng)
+        grid = whole if crop is None else _sub_grid(whole, crop)
+        clean = _paint(parts, grid, profile, mu) if painting is None else painting.result()
+        label, cavity, wall = _insert_la(clean, la, grid, whole, crop, mu)
+        image = acquire(clean, grid.spacing, acq, rng if draws is None else draws, in_place=True,
+                        fields=None if fields is None else fields.result())
+    n_wall_fine = int(la.raster.wall.sum())
     return Case(
         image=image,
         label=label,
@@ -239,13 +271,13 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "utah", seed: int = 0
         scan=spec.scan,
         ablation=spec.ablation,
         cavity=cavity,
-        wall=wall_lab,
+        wall=wall,
         meta={
             "source": "phantom",
             "profile": profile.name,
             "seed": seed,
             "families": {**spec.families, "grid": profile.name},
-            "true_scar_percent_of_wall": 100.0 * int(scar_fine.sum()) / n_wall_fine if n_wall_fine else 0.0,
+            "true_scar_percent_of_wall": 100.0 * int(la.scar_fine.sum()) / n_wall_fine if n_wall_fine else 0.0,
         },
     )
 

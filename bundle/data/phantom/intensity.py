@@ -165,26 +165,73 @@ def _kernel_matrix(n: int, step: float, corr: float) -> np.ndarray:
     return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def smooth_noise(rng: np.random.Generator, shape, spacing, corr_mm: float) -> np.ndarray:
-    """Unit-variance smooth random field (correlation length ~``corr_mm``) on a (z, y, x) grid.
+TEXTURE_CORR_MM = 4.0
+"""Correlation length of the tissue texture field (mm)."""
+BIAS_CORR_MM = 150.0
+"""Correlation length of the coil's bias field (mm)."""
+
+
+def _buffer(shape) -> torch.Tensor:
+    """An uninitialised float32 tensor in memory NumPy allocated: NumPy asks for transparent huge pages on large
+    arrays and torch does not, so a fresh full-size buffer costs about 36 times fewer page faults (fresh pages,
+    not arithmetic, dominated a whole scan's acquisition)."""
+    return torch.from_numpy(np.empty(tuple(int(n) for n in shape), np.float32))
+
+
+def _kernels(shape, spacing, corr_mm: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (n, m) kernel matrices (z, y, x) of a smooth field of ``corr_mm`` on a (z, y, x) grid of ``spacing``."""
+    return tuple(torch.from_numpy(_kernel_matrix(n, s, corr_mm)) for n, s in zip(shape, spacing[::-1]))
+
+
+def lattice(rng: np.random.Generator, shape, spacing, corr_mm: float) -> np.ndarray:
+    """The random node weights of a smooth field (:func:`smooth_field`), drawn from ``rng``."""
+    wz, wy, wx = _kernels(shape, spacing, corr_mm)
+    return rng.standard_normal((wz.shape[1], wy.shape[1], wx.shape[1])).astype(np.float32)
+
+
+def smooth_field(nodes: np.ndarray, shape, spacing, corr_mm: float, out: torch.Tensor | None = None) -> np.ndarray:
+    """Unit-variance smooth random field (correlation length ~``corr_mm``) on a (z, y, x) grid from its lattice
+    ``nodes`` (:func:`lattice`), written into the float32 tensor ``out`` of that shape when one is given.
 
     A sum of Gaussian bumps with random weights on a coarse lattice, applied separably, so a
     full 640 x 640 x 44 field costs a few matrix products instead of a 3D interpolation. The products run
     z, x, y, or x, y, z when that takes fewer multiply-adds (the 2018 challenge's 88 thin slices: the in-plane
-    products then run on the few planes of lattice nodes, not on every slice).
+    products then run on the few planes of lattice nodes, not on every slice). The mean and standard deviation
+    come from the lattice (:func:`_field_moments`), not from a pass over the field.
     """
-    wz, wy, wx = (torch.from_numpy(_kernel_matrix(n, s, corr_mm)) for n, s in zip(shape, spacing[::-1]))
-    coarse = torch.from_numpy(rng.standard_normal((wz.shape[1], wy.shape[1], wx.shape[1])).astype(np.float32))
-    # torch runs the products and the statistics on every core; the order with fewer multiply-adds
+    wz, wy, wx = _kernels(shape, spacing, corr_mm)
+    coarse = torch.from_numpy(nodes)
+    # torch runs the products on every core; the order with fewer multiply-adds
     (nz, kz), (ny, kj), (nx, ki) = wz.shape, wy.shape, wx.shape
     z_last = kz * kj * nx * (ki + ny) + nz * kz * ny * nx < nz * kj * (ki * kz + ki * nx + nx * ny)
     field = coarse if z_last else torch.tensordot(wz, coarse, dims=([1], [0]))  # (k or z, j, i)
     field = torch.matmul(field, wx.T)  # (., j, x)
-    field = torch.matmul(wy, field)  # (., y, x)
+    out = _buffer(shape) if out is None else out
     if z_last:
-        field = torch.tensordot(wz, field, dims=([1], [0]))  # (z, y, x)
-    std, mean = torch.std_mean(field, correction=0)
-    return field.sub_(mean).div_(std.clamp_min(1e-6)).numpy()
+        planes = torch.matmul(wy, field, out=_buffer((kz, ny, nx)))  # (k, y, x)
+        torch.mm(wz, planes.view(kz, ny * nx), out=out.view(nz, ny * nx))  # (z, y, x), written in place
+        field = out
+    else:
+        field = torch.matmul(wy, field, out=out)  # (z, y, x)
+    mean, std = _field_moments(nodes.astype(np.float64), *(w.double().numpy() for w in (wz, wy, wx)))
+    return field.sub_(mean).div_(max(std, 1e-6)).numpy()
+
+
+def smooth_noise(rng: np.random.Generator, shape, spacing, corr_mm: float, out: torch.Tensor | None = None
+                 ) -> np.ndarray:
+    """:func:`smooth_field` of a lattice drawn from ``rng``."""
+    return smooth_field(lattice(rng, shape, spacing, corr_mm), shape, spacing, corr_mm, out)
+
+
+def _field_moments(coarse: np.ndarray, wz: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation over all voxels of the separable field ``wz x wy x wx`` applied to ``coarse``,
+    from the small lattice alone (float64): the mean is ``coarse`` weighted by each kernel's column means, the
+    mean square ``coarse`` against itself through the Gram matrices ``W^T W``. Exact, and unlike a float32
+    reduction over tens of millions of voxels it does not depend on how the threads split the sum."""
+    mean = float(np.einsum("abc,a,b,c->", coarse, wz.mean(0), wy.mean(0), wx.mean(0)))
+    gram = np.einsum("az,zb->ab", wz.T, wz), np.einsum("az,zb->ab", wy.T, wy), np.einsum("az,zb->ab", wx.T, wx)
+    square = np.einsum("abc,ad,be,cf,def->", coarse, *gram, coarse, optimize=True) / (wz.shape[0] * wy.shape[0] * wx.shape[0])
+    return mean, float(np.sqrt(max(square - mean * mean, 0.0)))
 
 
 def blur(img: np.ndarray, spacing, acq: Acquisition) -> None:
@@ -199,38 +246,101 @@ def blur(img: np.ndarray, spacing, acq: Acquisition) -> None:
         ndimage.gaussian_filter1d(img, np.sqrt(extra) / 2.355 / sz, axis=0, output=img, mode="nearest")
 
 
-def acquire(clean: np.ndarray, spacing, acq: Acquisition, rng: np.random.Generator, in_place: bool = False) -> np.ndarray:
+def _add_half_shifted(vol: torch.Tensor, axis: int, weight: float) -> None:
+    """In place: ``vol += weight * roll(vol, n // 2, axis)`` (n the axis' size), a ghost half a field of view away.
+
+    For an even n the two halves swap, so each is added to the other through a copy of one half only, instead of
+    a rolled copy of the whole volume; the sums are the same."""
+    n = vol.shape[axis]
+    if n % 2:
+        vol.add_(torch.roll(vol, n // 2, dims=axis), alpha=weight)
+        return
+    low, high = vol.narrow(axis, 0, n // 2), vol.narrow(axis, n // 2, n // 2)
+    kept = torch.from_numpy(np.ascontiguousarray(low.numpy()))  # a copy on huge pages (_buffer)
+    low.add_(high, alpha=weight)
+    high.add_(kept, alpha=weight)
+
+
+@dataclass
+class AcquisitionDraws:
+    """A scan's random draws for :func:`acquire`, in the order it makes them: the texture and bias lattices, the
+    per-slice gain jitter and the seed of the noise. Drawing them first lets the smooth fields be computed
+    elsewhere (:func:`acquisition_fields`, e.g. on a second thread) while the stream stays the same."""
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    texture_nodes: np.ndarray | None
+    bias_nodes: np.ndarray | None
+    slice_scale: np.ndarray
+    noise_seed: int | None
+
+
+def draw_acquisition(rng: np.random.Generator, shape, spacing, acq: Acquisition) -> AcquisitionDraws:
+    """Everything :func:`acquire` draws from ``rng`` for a (z, y, x) grid of ``spacing``."""
+    shape, spacing = tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
+    texture = lattice(rng, shape, spacing, TEXTURE_CORR_MM) if acq.texture else None
+    bias = lattice(rng, shape, spacing, BIAS_CORR_MM) if acq.bias_strength else None
+    scale = np.full(shape[0], acq.gain, np.float32)
+    if acq.slice_jitter:
+        scale *= (1.0 + acq.slice_jitter * rng.standard_normal(shape[0])).astype(np.float32)
+    seed = int(rng.integers(2**62)) if acq.noise_sd else None
+    return AcquisitionDraws(shape, spacing, texture, bias, scale, seed)
+
+
+def acquisition_fields(draws: AcquisitionDraws) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The texture and bias fields of ``draws`` (None where the acquisition has none): the costly part of
+    :func:`acquire` that needs no image."""
+    return tuple(None if nodes is None else smooth_field(nodes, draws.shape, draws.spacing, corr)
+                 for nodes, corr in ((draws.texture_nodes, TEXTURE_CORR_MM), (draws.bias_nodes, BIAS_CORR_MM)))
+
+
+def acquire(clean: np.ndarray, spacing, acq: Acquisition, rng: np.random.Generator | AcquisitionDraws,
+            in_place: bool = False, fields: tuple[np.ndarray | None, np.ndarray | None] | None = None) -> np.ndarray:
     """Turn a noiseless tissue-intensity volume into an LGE scan (float32 holding integers >= 0).
 
     Texture and bias are smooth multiplicative fields, blur and the slab profile model the reconstruction
     (:func:`blur`), a respiratory ghost adds a faint copy shifted by half the field of view along the
     phase-encoding axis, gamma and gain model the window the scanner's reconstruction chose, slice jitter scales
-    each slice, and the magnitude of complex Gaussian noise gives Rician statistics. ``in_place`` lets a float32
-    ``clean`` be overwritten.
+    each slice, and the magnitude of complex Gaussian noise gives Rician statistics. ``rng`` is the scan's stream
+    or what :func:`draw_acquisition` drew from it, ``fields`` the texture and bias fields already computed from
+    those draws (:func:`acquisition_fields`; they are overwritten). ``in_place`` lets a float32 ``clean`` be
+    overwritten.
     """
     img = clean if in_place and clean.dtype == np.float32 else clean.astype(np.float32, copy=True)
+    draws = rng if isinstance(rng, AcquisitionDraws) else draw_acquisition(rng, img.shape, spacing, acq)
+    if draws.shape != img.shape:
+        raise ValueError(f"acquisition draws for a grid of {draws.shape}, image {img.shape}")
     vol = torch.from_numpy(img)  # the same memory: torch's in-place operations run on every core
-    if acq.texture:
-        vol.mul_(torch.from_numpy(smooth_noise(rng, img.shape, spacing, 4.0)).mul_(acq.texture).add_(1.0))
+    scratch = None  # one buffer for the fields and the noise: fresh pages cost more than the arithmetic
+    if fields is None:
+        scratch = _buffer(img.shape)
+        fields = (None if draws.texture_nodes is None else
+                  smooth_field(draws.texture_nodes, img.shape, spacing, TEXTURE_CORR_MM, scratch), None)
+    texture, bias = fields
+    if texture is not None:
+        vol.mul_(torch.from_numpy(texture).mul_(acq.texture).add_(1.0))
+        scratch = torch.from_numpy(texture)
     blur(img, spacing, acq)
     if acq.ghost:
-        vol.add_(torch.roll(vol, img.shape[acq.ghost_axis] // 2, dims=acq.ghost_axis), alpha=acq.ghost)
-    if acq.bias_strength:
-        vol.mul_(torch.from_numpy(smooth_noise(rng, img.shape, spacing, 150.0)).mul_(acq.bias_strength).exp_())
+        _add_half_shifted(vol, acq.ghost_axis, acq.ghost)
+    if draws.bias_nodes is not None:
+        if bias is None:
+            bias = smooth_field(draws.bias_nodes, img.shape, spacing, BIAS_CORR_MM, scratch)
+        vol.mul_(torch.from_numpy(bias).mul_(acq.bias_strength).exp_())
+        scratch = torch.from_numpy(bias)
     if acq.gamma != 1.0:
         top = 350.0
         vol.clamp_(min=0.0).div_(top).pow_(acq.gamma).mul_(top)
-    scale = np.full(img.shape[0], acq.gain, np.float32)
-    if acq.slice_jitter:
-        scale *= (1.0 + acq.slice_jitter * rng.standard_normal(img.shape[0])).astype(np.float32)
-    vol.mul_(torch.from_numpy(scale)[:, None, None])
-    if acq.noise_sd:
+    vol.mul_(torch.from_numpy(draws.slice_scale)[:, None, None])
+    if draws.noise_seed is not None:
         # the magnitude of complex Gaussian noise (Rician); torch draws the two 20-million-sample fields about
         # twice as fast as NumPy's PCG64, from a generator seeded by the scan's stream (still deterministic)
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        gen = torch.Generator().manual_seed(draws.noise_seed)
         sd = float(acq.noise_sd)
-        real = torch.randn(img.shape, generator=gen).mul_(sd).add_(vol)
-        vol = torch.hypot(real, torch.randn(img.shape, generator=gen).mul_(sd), out=real)
+        real = torch.randn(img.shape, generator=gen, out=_buffer(img.shape) if scratch is None else scratch)
+        real.mul_(sd).add_(vol)
+        imaginary = torch.randn(img.shape, generator=gen, out=vol)  # the noiseless volume is in `real` now
+        vol = torch.hypot(real, imaginary.mul_(sd), out=vol)
     # scanners store integers (DICOM LGE is 12-bit unsigned): rounding (half to even) adds 0.29 SD, far under the
     # noise
     return vol.round_().numpy()

@@ -33,7 +33,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # The 2018 Atrial Segmentation Challenge (Utah): 576 or 640 in-plane, exactly 88 slices, 0.625 mm isotropic
     # (acquired at 1.25 mm and reconstructed at half the slice spacing).
-    "miccai2018": Profile("miccai2018", (0.625, 0.625, 0.625), (576, 640), (88, 88), (2, 2, 2),
+    "miccai2018": Profile("miccai2018", (0.625, 0.625, 0.625), (576, 640), (88, 88), (1, 2, 2),
                           acquired_slice_mm=(0.625, 1.25)),
     # Utah's older protocol (the CARMA toolkit's data): 0.625 x 0.625 x 2.5 mm, 576 or 640 in-plane, 44 slices.
     "utah": Profile("utah", (0.625, 0.625, 2.5), (576, 640), (44, 44), (4, 2, 2)),

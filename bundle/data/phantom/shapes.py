@@ -213,7 +213,7 @@ def voxel_sdf(shape: Sdf, grid: Grid, reach: float, lipschitz: float = 1.0) -> n
     """
     nz, ny, nx = grid.shape
     sx, sy, sz = grid.spacing
-    block = tuple(max(1, int(round(BLOCK_MM / s))) for s in (sz, sy, sx))
+    block = _blocks(grid)
     if np.prod(block) <= 2:
         return shape(*grid.axes())
     bz, by, bx = block
@@ -240,28 +240,30 @@ def voxel_sdf(shape: Sdf, grid: Grid, reach: float, lipschitz: float = 1.0) -> n
     return d
 
 
-def _band_samples(d: np.ndarray, grid: Grid, sub: tuple[int, int, int], half_width: float):
-    """Indices of voxels with ``|d| < half_width`` and their sub-voxel centres (n_voxels, n_sub)."""
-    band = np.nonzero(np.abs(d) < half_width)
-    fz, fy, fx = sub
-    offsets = [(np.arange(f, dtype=np.float32) + 0.5) / f - 0.5 for f in (fz, fy, fx)]
-    kz, ky, kx = np.meshgrid(*offsets, indexing="ij")
+def _blocks(grid: Grid) -> tuple[int, int, int]:
+    """Voxels (z, y, x) per block of about :data:`BLOCK_MM` (:func:`voxel_sdf`, :func:`paint`)."""
     sx, sy, sz = grid.spacing
-    px = (grid.origin[0] + sx * band[2]).astype(np.float32)[:, None] + sx * kx.ravel()[None]
-    py = (grid.origin[1] + sy * band[1]).astype(np.float32)[:, None] + sy * ky.ravel()[None]
-    pz = (grid.origin[2] + sz * band[0]).astype(np.float32)[:, None] + sz * kz.ravel()[None]
-    return band, (px, py, pz)
+    return tuple(max(1, int(round(BLOCK_MM / s))) for s in (sz, sy, sx))
 
 
-def coverage(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lo_mm=None, hi_mm=None, z_invariant: bool = False):
-    """Partial-volume fraction of ``shape`` in each voxel of ``grid`` (supersample, then average).
+def _split_blocks(a: np.ndarray, block: tuple[int, int, int]) -> np.ndarray:
+    """The whole blocks of a (z, y, x) array (or view) as a view of shape (cz, cy, cx, bz, by, bx)."""
+    (bz, by, bx), (nz, ny, nx) = block, a.shape
+    cz, cy, cx = nz // bz, ny // by, nx // bx
+    return a[:cz * bz, :cy * by, :cx * bx].reshape(cz, bz, cy, by, cx, bx).transpose(0, 2, 4, 1, 3, 5)
 
-    Returns ``(slices, fraction)`` for the sub-grid around the world box [lo_mm, hi_mm] (the whole
-    grid when no box is given). Voxels whose centre is farther from the surface than their farthest
-    sub-voxel centre are classified from their centre, so only the band in between is supersampled,
-    and far from any surface whole blocks are classified at once (:func:`voxel_sdf`): the result equals
-    supersampling every voxel. A ``z_invariant`` shape (a column along z) is rasterised on one slice and
-    returned with a z size of 1, to broadcast over the slices.
+
+def paint(volume: np.ndarray, shape: Sdf, grid: Grid, sub: tuple[int, int, int], value: float,
+          lo_mm=None, hi_mm=None, z_invariant: bool = False) -> None:
+    """In place: ``volume`` (on ``grid``) += coverage x (``value`` - ``volume``), the partial-volume fraction of
+    ``shape`` in each voxel (supersampled ``sub`` times), touching only the voxels the shape reaches.
+
+    ``lo_mm``/``hi_mm`` bound the shape in world mm (None: the whole grid). The shape is evaluated at the centres
+    of blocks of about :data:`BLOCK_MM` first: a block whose centre lies deeper inside than its half-diagonal plus
+    the sub-voxel reach is set to ``value`` at once, a block as far outside is left alone, and only the blocks in
+    between are evaluated voxel by voxel and supersampled where a voxel's samples may disagree. The result equals
+    supersampling every voxel, at a cost that follows the shape's volume and surface rather than the grid's. A
+    ``z_invariant`` shape (a column along z) is rasterised on one slice and painted on every slice.
     """
     if lo_mm is None:
         sl, g = (slice(None),) * 3, grid
@@ -271,15 +273,94 @@ def coverage(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lo_mm=None, hi_m
         g = Grid((1, g.shape[1], g.shape[2]), g.spacing, g.origin)
         sub = (1, sub[1], sub[2])
         sl = (slice(None), sl[1], sl[2])
-    frac = np.zeros(g.shape, np.float32)
-    if min(g.shape) == 0:
-        return sl, frac
+    region = volume[sl]
+    if min(g.shape) == 0 or region.size == 0:
+        return
+    value = np.float32(value)
     reach = _sample_reach(g.spacing, sub) + 1e-4
-    d = voxel_sdf(shape, g, reach)
-    frac[d < 0] = 1.0
-    band, points = _band_samples(d, g, sub, reach)
-    if band[0].size:
-        frac[band] = (shape(*points) < 0).mean(axis=1)
+    block = (1, 1, 1) if np.prod(_blocks(g)) <= 2 else _blocks(g)
+    (nz, ny, nx), (bz, by, bx) = g.shape, block
+    counts = (-(-nz // bz), -(-ny // by), -(-nx // bx))
+    sx, sy, sz = g.spacing
+    centres = Grid(counts, (sx * bx, sy * by, sz * bz),
+                   tuple(o + s * (b - 1) / 2 for o, s, b in zip(g.origin, g.spacing, (bx, by, bz))))
+    dc = np.broadcast_to(shape(*centres.axes()), counts)
+    far = 0.5 * float(np.linalg.norm([sx * (bx - 1), sy * (by - 1), sz * (bz - 1)])) + reach
+    inside = dc <= -far
+    # whole blocks deep inside are set at once; the grid's partial blocks at its far sides go voxel by voxel
+    whole = inside[:nz // bz, :ny // by, :nx // bx]
+    if whole.any():
+        if z_invariant:  # (cy, cx, z, by, bx) blocks of every slice
+            cy, cx = whole.shape[1:]
+            blocks = region[:, :cy * by, :cx * bx].reshape(region.shape[0], cy, by, cx, bx).transpose(1, 3, 0, 2, 4)
+            inner = whole[0]
+        else:
+            blocks, inner = _split_blocks(region, block), whole
+        current = blocks[inner]
+        blocks[inner] = current + (value - current)  # = value, rounded as the partial voxels' blend
+    partial = inside.copy()
+    partial[:nz // bz, :ny // by, :nx // bx] = False
+    near = np.nonzero((np.abs(dc) < far) | partial)
+    if not near[0].size:
+        return
+    oz, oy, ox = (o.ravel() for o in np.meshgrid(np.arange(bz), np.arange(by), np.arange(bx), indexing="ij"))
+    vz, vy, vx = ((n[:, None] * b + o).ravel() for n, b, o in zip(near, block, (oz, oy, ox)))
+    keep = (vz < nz) & (vy < ny) & (vx < nx)
+    vz, vy, vx = vz[keep], vy[keep], vx[keep]
+    d = shape(np.float32(g.origin[0]) + np.float32(sx) * vx.astype(np.float32),
+              np.float32(g.origin[1]) + np.float32(sy) * vy.astype(np.float32),
+              np.float32(g.origin[2]) + np.float32(sz) * vz.astype(np.float32))
+    d = np.broadcast_to(d, vz.shape)
+    band = np.abs(d) < reach
+    full = (d < 0) & ~band
+    full = (vy[full], vx[full]) if z_invariant else (vz[full], vy[full], vx[full])
+    current = region[(slice(None), *full)] if z_invariant else region[full]
+    current += value - current
+    if z_invariant:
+        region[(slice(None), *full)] = current
+    else:
+        region[full] = current
+    if band.any():
+        idx = (vz[band], vy[band], vx[band])
+        frac = (shape(*_sub_samples(g, idx, sub)) < 0).mean(axis=1).astype(np.float32)
+        if z_invariant:
+            column = region[:, idx[1], idx[2]]
+            region[:, idx[1], idx[2]] = column + frac * (value - column)
+        else:
+            current = region[idx]
+            region[idx] = current + frac * (value - current)
+
+
+def _sub_samples(grid: Grid, idx, sub: tuple[int, int, int]):
+    """World coordinates (x, y, z) of the ``sub`` sub-voxel centres of the voxels ``idx`` (z, y, x), each
+    (n_voxels, n_sub)."""
+    fz, fy, fx = sub
+    offsets = [(np.arange(f, dtype=np.float32) + 0.5) / f - 0.5 for f in (fz, fy, fx)]
+    kz, ky, kx = np.meshgrid(*offsets, indexing="ij")
+    sx, sy, sz = grid.spacing
+    px = (grid.origin[0] + sx * idx[2]).astype(np.float32)[:, None] + sx * kx.ravel()[None]
+    py = (grid.origin[1] + sy * idx[1]).astype(np.float32)[:, None] + sy * ky.ravel()[None]
+    pz = (grid.origin[2] + sz * idx[0]).astype(np.float32)[:, None] + sz * kz.ravel()[None]
+    return px, py, pz
+
+
+def coverage(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lo_mm=None, hi_mm=None, z_invariant: bool = False):
+    """Partial-volume fraction of ``shape`` in each voxel of ``grid`` (supersample, then average).
+
+    Returns ``(slices, fraction)`` for the sub-grid around the world box [lo_mm, hi_mm] (the whole
+    grid when no box is given): :func:`paint` of 1 on zeros. A ``z_invariant`` shape (a column along z) is
+    rasterised on one slice and returned with a z size of 1, to broadcast over the slices.
+    """
+    if lo_mm is None:
+        sl, g = (slice(None),) * 3, grid
+    else:
+        sl, g = grid.crop(lo_mm, hi_mm)
+    if z_invariant:
+        g = Grid((1, g.shape[1], g.shape[2]), g.spacing, g.origin)
+        sl = (slice(None), sl[1], sl[2])
+    frac = np.zeros(g.shape, np.float32)
+    if min(g.shape):
+        paint(frac, shape, g, sub, 1.0, z_invariant=z_invariant)
     return sl, frac
 
 
@@ -292,9 +373,9 @@ def supersampled_mask(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lipschi
     coarse = d < 0
     coarse[np.abs(d) < reach] = False
     fine = coarse.repeat(fz, 0).repeat(fy, 1).repeat(fx, 2)
-    band, points = _band_samples(d, grid, sub, reach)
+    band = np.nonzero(np.abs(d) < reach)
     if band[0].size:
-        inside = (shape(*points) < 0).reshape(-1, fz, fy, fx)
+        inside = (shape(*_sub_samples(grid, band, sub)) < 0).reshape(-1, fz, fy, fx)
         view = fine.reshape(grid.shape[0], fz, grid.shape[1], fy, grid.shape[2], fx).transpose(0, 2, 4, 1, 3, 5)
         view[band] = inside
     return fine
