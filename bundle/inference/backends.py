@@ -200,9 +200,10 @@ EXPORTING_BACKENDS = ("onnxruntime", "openvino")
 
 
 def runner(network: torch.nn.Module, backend: str = CPU_BACKEND, device: str | torch.device = "cpu",
-           model_file: str | Path | None = None) -> torch.nn.Module | Callable:
+           model_file: str | Path | None = None, in_channels: int = 1) -> torch.nn.Module | Callable:
     """Stage 2 as it runs at inference: on a CPU through ``backend`` (:data:`BACKENDS`; ``onnxruntime``
-    and ``openvino`` need a state-dict model and their library), on a GPU the network itself.
+    and ``openvino`` need a state-dict model and their library), on a GPU the network itself; ``in_channels``: the
+    network's input channels (3 for a 2.5D network), for the example input an exporting backend traces.
 
     Raises:
         ValueError: an exporting backend asked for a TorchScript model (``model_file`` names it).
@@ -213,4 +214,4 @@ def runner(network: torch.nn.Module, backend: str = CPU_BACKEND, device: str | t
         raise ValueError(f"{model_file or 'the model'}: backend {backend!r} exports the network to run it, which a "
                          "TorchScript model cannot do; give the .pt state dict (e.g. --model_file models/model.pt) "
                          f"or use backend {CPU_BACKEND!r}")
-    return prepare(network, backend, torch.zeros(2, 1, 128, 128))
+    return prepare(network, backend, torch.zeros(2, int(in_channels), 128, 128))

@@ -35,7 +35,7 @@ from bundle.inference.scans import read_scan
 from bundle.inference.two_stage import MAX_ROI_GROWTHS, TwoStageInferer
 from bundle.ownership import claim_folder
 from bundle.preprocessing.image import preprocess_image, resample_in_plane
-from bundle.preprocessing.roi import Roi, roi_normalized
+from bundle.preprocessing.roi import Roi
 from bundle.quantification.burden import quantify
 from bundle.quantification.qc import QcRules, borders
 from bundle.quantification.quality import adversarial_confidence
@@ -98,6 +98,8 @@ class Segmenter:
         batch_size: slices per forward pass of the default inferer (and of the discriminator).
         discriminator: T's confidence map (:func:`bundle.networks.weights.load_discriminator`) for ``qc_score``; None: none.
         roi_growths: how many times at most the ROI grows where stage 2's LA reaches its side (0: never).
+        neighbour_mm: the model's 2.5D input (each slice with the slices this many mm below and above; None: 2D),
+            as it was trained (``neighbour_mm`` of configs/train.yaml).
 
     A plan without scar labels (``scar_labels`` ``none``: the model's scar head was never trained) gives no scar.
     """
@@ -106,6 +108,7 @@ class Segmenter:
         self, network: torch.nn.Module | Callable, plan: Mapping, localizer: Localizer | None = None,
         inferer: Inferer | None = None, device: str | torch.device = "cpu", closing_radius_mm: float = 0.0,
         batch_size: int = 8, discriminator: torch.nn.Module | None = None, roi_growths: int = MAX_ROI_GROWTHS,
+        neighbour_mm: float | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device) if isinstance(network, torch.nn.Module) else network
@@ -114,7 +117,7 @@ class Segmenter:
         self.plan = dict(plan)
         self.segments_scar = plan_scar_labels(self.plan) != "none"
         self.stages = TwoStageInferer(localizer, inferer, batch_size, roi_growths,
-                                      context=self.plan["decisions"]["patch_size"]["value"])
+                                      context=self.plan["decisions"]["patch_size"]["value"], neighbour_mm=neighbour_mm)
         self.closing_radius_mm = float(closing_radius_mm)
         self.orientation = plan_orientation(self.plan)
         self.timings: dict[str, float] = {}
@@ -154,8 +157,8 @@ class Segmenter:
             probs[(slice(None), *location.roi.slices)] = roi_probs.cpu().numpy()
             start = self._lap("stage2", start)
             if self.discriminator is not None:
-                qc_score = adversarial_confidence(self.discriminator, roi_normalized(x, location.roi)[0, 0], roi_probs,
-                                                  self.batch_size)
+                seen = self.stages.network_input(x, location.roi, plan_spacing)[0]
+                qc_score = adversarial_confidence(self.discriminator, seen, roi_probs, self.batch_size)
                 start = self._lap("quality", start)
         if tuple(plan_spacing) != tuple(spacing) and location.roi is not None:
             size_xy = (array.shape[2], array.shape[1])

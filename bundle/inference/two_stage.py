@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from monai.inferers import Inferer, SliceInferer
 
 from bundle.inference.localizer import CROP, Localizer, Location, largest_component, side_name
+from bundle.preprocessing.neighbours import neighbour_offset, stack_neighbours
 from bundle.preprocessing.roi import ROI_EPSILON, Roi, roi_moments, roi_normalized
 
 logger = logging.getLogger(__name__)
@@ -79,15 +80,18 @@ class TwoStageInferer(Inferer):
         roi_growths: how many times at most the ROI grows where stage 2's LA reaches its side (0: never).
         context: the in-plane size (y, x) of stage 2's training patches: the network sees at least that much of the
             scan around the ROI (None: the ROI alone).
+        neighbour_mm: a 2.5D stage 2's neighbouring slices, about this many mm below and above each slice of the
+            ROI (:mod:`bundle.preprocessing.neighbours`; the scan's spacing is then needed); None: a 2D stage 2.
 
     ``last_location`` holds stage 1's answer for the latest volume (its status, the ROI stage 2 segmented, and why).
     """
 
     def __init__(self, localizer: Localizer | None = None, roi_inferer: Inferer | None = None,
                  batch_size: int = 8, roi_growths: int = MAX_ROI_GROWTHS,
-                 context: Sequence[int] | None = None) -> None:
+                 context: Sequence[int] | None = None, neighbour_mm: float | None = None) -> None:
         super().__init__()
         self.context = None if context is None else tuple(int(c) for c in context)
+        self.neighbour_mm = None if neighbour_mm is None else float(neighbour_mm)
         self.localizer = localizer
         self.roi_inferer = roi_inferer or SliceInferer(roi_size=(-1, -1), spatial_dim=0, sw_batch_size=batch_size,
                                                        progress=False)
@@ -101,23 +105,39 @@ class TwoStageInferer(Inferer):
             return Location(CROP, Roi.whole(shape), "no stage 1: the whole volume is segmented")
         return self.localizer.locate(inputs[0, 0], spacing)
 
-    def segment_roi(self, inputs: torch.Tensor, network: Callable, roi: Roi) -> torch.Tensor:
-        """Stage 2's logits (1, 2, *roi.shape) on the ROI of a (1, C, Z, Y, X) volume, z-scored with the ROI's own
-        moments as in training (:func:`bundle.preprocessing.roi.roi_moments`), seen within its ``context`` window."""
-        if self.context is None:
+    def segment_roi(self, inputs: torch.Tensor, network: Callable, roi: Roi,
+                    spacing: Sequence[float] | None = None) -> torch.Tensor:
+        """Stage 2's logits (1, 2, *roi.shape) on the ROI of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm,
+        as :meth:`network_input` gives it, seen within its ``context`` window."""
+        if self.context is None and self.neighbour_mm is None:
             return self.roi_inferer(roi_normalized(inputs, roi).contiguous(), network)
-        window = roi.widened_to(self.context, inputs.shape[-3:])
-        mean, std = roi_moments(inputs, roi)
-        x = (inputs[(..., *window.slices)] - mean) / max(std, ROI_EPSILON)
+        window = roi if self.context is None else roi.widened_to(self.context, inputs.shape[-3:])
+        x = self.network_input(inputs, roi, spacing, window)
         # a scan narrower than the patch (a crop) is padded with zeros (the ROI's mean) about its centre, as
         # training's SpatialPadd pads its slices
-        short = [max(0, c - n) for c, n in zip(self.context, x.shape[-2:])]
+        short = [0, 0] if self.context is None else [max(0, c - n) for c, n in zip(self.context, x.shape[-2:])]
         before = [d // 2 for d in short]
         if any(short):
             x = F.pad(x, (before[1], short[1] - before[1], before[0], short[0] - before[0]))
         logits = self.roi_inferer(x.contiguous(), network)
         offset = (window.start[0], window.start[1] - before[0], window.start[2] - before[1])
         return logits[(..., *(slice(a - o, b - o) for a, b, o in zip(roi.start, roi.stop, offset)))]
+
+    def network_input(self, inputs: torch.Tensor, roi: Roi, spacing: Sequence[float] | None = None,
+                      window: Roi | None = None) -> torch.Tensor:
+        """What stage 2 sees of the ``window`` (default: the ROI itself) of a (1, 1, Z, Y, X) volume: z-scored with
+        the ROI's own moments as in training (:func:`bundle.preprocessing.roi.roi_moments`), and for a 2.5D network
+        (``neighbour_mm``) each slice with its neighbours as channels, taken from the scan around the window."""
+        window = roi if window is None else window
+        mean, std = roi_moments(inputs, roi)
+        (z0, z1), offset = (window.start[0], window.stop[0]), 0
+        if self.neighbour_mm is not None:
+            if spacing is None:
+                raise ValueError("a 2.5D stage 2 (neighbour_mm) needs the scan's spacing")
+            offset = neighbour_offset(float(spacing[2]), self.neighbour_mm)
+        lo, hi = max(0, z0 - offset), min(inputs.shape[-3], z1 + offset)
+        x = (inputs[(..., slice(lo, hi), *window.slices[1:])] - mean) / max(std, ROI_EPSILON)
+        return stack_neighbours(x, offset, z0 - lo, z1 - lo) if offset else x
 
     def segment(self, inputs: torch.Tensor, network: Callable, location: Location,
                 spacing: Sequence[float] | None) -> tuple[Location, torch.Tensor]:
@@ -131,7 +151,7 @@ class TwoStageInferer(Inferer):
         labels that much is not held back by the box.
         """
         roi, shape = location.roi, tuple(inputs.shape[-3:])
-        logits = self.segment_roi(inputs, network, roi)
+        logits = self.segment_roi(inputs, network, roi, spacing)
         if self.localizer is None or spacing is None:
             return location, logits
         spacing_zyx = tuple(float(s) for s in spacing)[::-1]
@@ -149,7 +169,7 @@ class TwoStageInferer(Inferer):
             if bigger == roi:
                 break
             grown.append("/".join(side_name(a, h) for a, h in sides))
-            roi, logits = bigger, self.segment_roi(inputs, network, bigger)
+            roi, logits = bigger, self.segment_roi(inputs, network, bigger, spacing)
         if grown:
             location = dataclasses.replace(location, roi=roi, detail=(
                 f"{location.detail}; ROI grown {len(grown)} time(s) by the {self.localizer.margin_mm:g} mm margin "

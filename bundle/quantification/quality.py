@@ -20,7 +20,8 @@ def adversarial_confidence(confidence_map: torch.nn.Module, image: torch.Tensor,
 
     Args:
         confidence_map: T as exported: (B, 3, H, W) cat(I, LA, scar) -> (B, 1, H, W) confidence in [0, 1].
-        image: the ROI as stage 2 saw it, (Z, Y, X), z-scored with the ROI's moments.
+        image: the ROI as stage 2 saw it, (Z, Y, X) or (C, Z, Y, X) (a 2.5D network's slices with their neighbours),
+            z-scored with the ROI's moments.
         probabilities: stage 2's [LA, scar] probabilities on the ROI, (2, Z, Y, X).
         batch_size: slices per forward pass.
 
@@ -31,9 +32,10 @@ def adversarial_confidence(confidence_map: torch.nn.Module, image: torch.Tensor,
     slices = torch.nonzero(la.flatten(1).any(dim=1)).flatten()
     if slices.numel() == 0:
         return float("nan")
+    image = image[None] if image.dim() == 3 else image
     total, count = 0.0, 0
     for chunk in slices.split(batch_size):
-        x = torch.cat([image[chunk, None], probabilities[:, chunk].transpose(0, 1)], dim=1).float()
+        x = torch.cat([image[:, chunk].transpose(0, 1), probabilities[:, chunk].transpose(0, 1)], dim=1).float()
         confidence = confidence_map(x)[:, 0]
         mask = la[chunk]
         total += float(confidence[mask].sum())

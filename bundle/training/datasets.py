@@ -17,6 +17,7 @@ from monai.transforms.utils import generate_spatial_bounding_box
 
 from bundle.data.labels import SCAR
 from bundle.inference.localizer import to_coarse
+from bundle.preprocessing.neighbours import neighbour_indices, neighbour_offset
 from bundle.preprocessing.roi import ROI_EPSILON, label_roi, roi_moments
 
 NEAR, LA_CLASS, SCAR_CLASS = 1, 2, 3
@@ -37,8 +38,14 @@ def slice_step(spacing_z: float, step_mm: float | None) -> int:
     return 1 if not step_mm else max(1, int(round(float(step_mm) / float(spacing_z))))
 
 
+NEIGHBOUR_KEYS = ("image_below", "image_above")
+"""The keys of a training slice's neighbours (2.5D input), joined to ``image`` as [below, image, above] by
+``ConcatItemsd`` in the training transforms (:mod:`bundle.preprocessing.neighbours`)."""
+
+
 def training_slices(cases: Sequence[dict], patch_size: Sequence[int], slice_margin: int | None = None,
-                    roi_margin_mm: float = 10.0, roi_multiple: int = 1, slice_step_mm: float | None = None) -> list[dict]:
+                    roi_margin_mm: float = 10.0, roi_multiple: int = 1, slice_step_mm: float | None = None,
+                    neighbour_mm: float | None = None) -> list[dict]:
     """Whole axial slices of the preprocessed whole-field-of-view ``cases`` (views, not copies).
 
     ``slice_step_mm``: keep about this many millimetres between the slices taken (:func:`slice_step`; None: every
@@ -50,7 +57,8 @@ def training_slices(cases: Sequence[dict], patch_size: Sequence[int], slice_marg
     blood pools, the aorta and oesophagus next to the LA), LA and scar in chosen ratios, so the network learns what
     is not LA all over the field of view and most of all around the LA. ``roi_mean`` and ``roi_std`` are the moments
     of the scan inside the ROI stage 1 gives its LA (box plus ``roi_margin_mm``, rounded to ``roi_multiple``), for
-    :class:`RoiNormalized`: stage 2 sees every ROI z-scored with its own moments.
+    :class:`RoiNormalized`: stage 2 sees every ROI z-scored with its own moments. ``neighbour_mm`` (2.5D input):
+    each item also carries the slices about that far below and above (:data:`NEIGHBOUR_KEYS`, views as well).
     """
     items = []
     for case in cases:
@@ -64,12 +72,17 @@ def training_slices(cases: Sequence[dict], patch_size: Sequence[int], slice_marg
         step = slice_step(case["spacing"][2], slice_step_mm)
         margin = label.shape[0] if slice_margin is None else int(slice_margin) * step
         first = la_z[0] - min(margin, la_z[0]) // step * step  # on the same phase as the LA's first slice
+        offset = None if neighbour_mm is None else neighbour_offset(case["spacing"][2], neighbour_mm)
         for z in range(first, min(label.shape[0], la_z[-1] + 1 + margin), step):
-            items.append({
+            item = {
                 "image": image[z][None], "label": label[z][None], "near": [rows.start, rows.stop, cols.start, cols.stop],
                 "roi_mean": mean, "roi_std": max(std, ROI_EPSILON),
                 "scan": case["scan"], "patient": case["patient"], "ablation": case["ablation"], "slice": int(z),
-            })
+            }
+            if offset is not None:
+                below, _, above = neighbour_indices(z, image.shape[0], offset)
+                item.update(zip(NEIGHBOUR_KEYS, (image[below][None], image[above][None])))
+            items.append(item)
     if not items:
         raise ValueError("no training slice holds LA: the training split has no labelled LA")
     return items
