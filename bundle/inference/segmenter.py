@@ -34,7 +34,7 @@ from bundle.inference.postprocess import postprocess_box
 from bundle.inference.scans import read_scan
 from bundle.inference.two_stage import MAX_ROI_GROWTHS, TwoStageInferer
 from bundle.ownership import claim_folder
-from bundle.preprocessing.image import preprocess_image, resample_in_plane
+from bundle.preprocessing.image import preprocess_image, resample_box_in_plane
 from bundle.preprocessing.roi import Roi
 from bundle.quantification.burden import quantify
 from bundle.quantification.qc import QcRules, borders
@@ -161,8 +161,12 @@ class Segmenter:
                 qc_score = adversarial_confidence(self.discriminator, seen, roi_probs, self.batch_size)
                 start = self._lap("quality", start)
         if tuple(plan_spacing) != tuple(spacing) and location.roi is not None:
-            size_xy = (array.shape[2], array.shape[1])
-            probs = np.stack([resample_in_plane(p, plan_spacing, spacing[:2], sitk.sitkLinear, size_xy) for p in probs])
+            # zero outside the ROI: only the ROI's slices and surroundings are resampled back to the scan's grid,
+            # into one zero array whose pages elsewhere are never touched
+            back = np.zeros((2, *array.shape), np.float32)
+            for p, b in zip(probs, back):
+                resample_box_in_plane(p, location.roi.slices, plan_spacing, spacing[:2], array.shape, out=b)
+            probs = back
         elif tuple(plan_spacing) != tuple(spacing):
             probs = np.zeros((2, *array.shape), np.float32)
         self._lap("resample", start)
@@ -193,8 +197,8 @@ class Segmenter:
         self._lap("orient", start)
         status = NO_LA if location.status == NO_LA else "ok"
         stage1 = STAGE1_COLUMN[location.status]
-        return Segmentation(probs.astype(np.float32), label, status, stage1, location.detail, roi, removed_ml,
-                            qc_score)
+        return Segmentation(probs.astype(np.float32, copy=False), label, status, stage1, location.detail, roi,
+                            removed_ml, qc_score)
 
     @staticmethod
     def _turn_back(array: np.ndarray, turned: sitk.Image, image: sitk.Image, orientation: str) -> np.ndarray:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,6 +39,50 @@ def resample_in_plane(
     resampler.SetDefaultPixelValue(0.0)
     resampler.SetUseNearestNeighborExtrapolator(size_xy is not None)
     return sitk.GetArrayFromImage(resampler.Execute(image))
+
+
+def resample_box_in_plane(
+    array: np.ndarray, box: Sequence[slice], spacing: Sequence[float], target_xy: Sequence[float],
+    shape_zyx: Sequence[int], interpolator: int = sitk.sitkLinear, out: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`resample_in_plane` back to a scan's grid of ``shape_zyx`` for a (z, y, x) ``array`` that is 0
+    outside ``box`` (z, y, x slices): only the box's slices and the in-plane points its voxels (and their zero
+    neighbours) reach are resampled, and everything else is 0, as it is in the whole resampled array.
+
+    With a whole scan's few-percent ROI this is a fraction of the cost of resampling the whole field of view. The
+    grids share their first voxel centre; past the array's last sample the nearest value is taken, as
+    :func:`resample_in_plane` does with ``size_xy``. ``out``: a zero float32 array of ``shape_zyx`` to write into
+    (only the box's part of it is touched, so the pages of a fresh ``np.zeros`` elsewhere are never written).
+    """
+    if out is None:
+        out = np.zeros(tuple(int(n) for n in shape_zyx), np.float32)
+    elif out.shape != tuple(int(n) for n in shape_zyx) or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 of shape {tuple(shape_zyx)}, got {out.dtype} {out.shape}")
+    (z0, z1), lo, hi = (int(box[0].start), int(box[0].stop)), [], []
+    for sl, n_in, n_out, s_in, s_out in zip(box[1:], array.shape[1:], out.shape[1:], (spacing[1], spacing[0]),
+                                             (target_xy[1], target_xy[0])):  # y, then x
+        a, b = max(0, int(sl.start) - 1), min(n_in, int(sl.stop) + 1)  # the box and the zero voxel on each side
+        ratio = float(s_in) / float(s_out)
+        first = math.ceil(a * ratio - 1e-9)  # the first output point at or past the source's first voxel
+        last = n_out if b == n_in else min(n_out, math.floor((b - 1) * ratio + 1e-9) + 1)
+        lo.append((a, first))
+        hi.append((b, max(first, last)))
+    (ya, yf), (xa, xf) = lo
+    (yb, yl), (xb, xl) = hi
+    if z1 <= z0 or yl <= yf or xl <= xf:
+        return out
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array[z0:z1, ya:yb, xa:xb], dtype=np.float32))
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetOrigin((xa * float(spacing[0]), ya * float(spacing[1]), 0.0))
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([xl - xf, yl - yf, z1 - z0])
+    resampler.SetOutputSpacing((float(target_xy[0]), float(target_xy[1]), float(spacing[2])))
+    resampler.SetOutputOrigin((xf * float(target_xy[0]), yf * float(target_xy[1]), 0.0))
+    resampler.SetInterpolator(interpolator)
+    resampler.SetDefaultPixelValue(0.0)
+    resampler.SetUseNearestNeighborExtrapolator(True)
+    out[z0:z1, yf:yl, xf:xl] = sitk.GetArrayFromImage(resampler.Execute(image))
+    return out
 
 
 def normalize(image: np.ndarray, normalization: dict) -> np.ndarray:

@@ -49,12 +49,12 @@ def _chain(plan: dict, key: str) -> Compose:
 
 
 def _augmentation(chain: Compose) -> list:
-    """The transforms after the crop: of stage 2 (after DeleteItemsd) without its final LabelToTargetsd, of stage 1
-    (after RandSpatialCropd) all."""
+    """The transforms after the crop: of stage 2 (after its last DeleteItemsd, the crop's) without its final
+    LabelToTargetsd, of stage 1 (after RandSpatialCropd) all."""
     kinds = [type(t) for t in chain.transforms]
     if RandSpatialCropd in kinds:
         return list(chain.transforms[kinds.index(RandSpatialCropd) + 1:])
-    return list(chain.transforms[kinds.index(DeleteItemsd) + 1:-1])
+    return list(chain.transforms[len(kinds) - kinds[::-1].index(DeleteItemsd):-1])
 
 
 def _blobs(shape: tuple[int, ...], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
