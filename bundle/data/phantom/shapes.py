@@ -203,6 +203,39 @@ def _sample_reach(spacing, sub: tuple[int, int, int]) -> float:
     return float(np.linalg.norm([sx * (fx - 1) / (2 * fx), sy * (fy - 1) / (2 * fy), sz * (fz - 1) / (2 * fz)]))
 
 
+def _part_grid(grid: Grid, lo_mm, hi_mm, z_invariant: bool) -> tuple[tuple[slice, slice, slice], Grid]:
+    """The slices of ``grid`` around the world box [lo_mm, hi_mm] (the whole grid when no box is given) and their
+    grid; a ``z_invariant`` part's grid is one slice, its slices every slice."""
+    sl, g = ((slice(None),) * 3, grid) if lo_mm is None else grid.crop(lo_mm, hi_mm)
+    if z_invariant:
+        return (slice(None), sl[1], sl[2]), Grid((1, g.shape[1], g.shape[2]), g.spacing, g.origin)
+    return sl, g
+
+
+def _block_centres(grid: Grid, block: tuple[int, int, int]) -> Grid:
+    """The grid of the centres of ``block`` (z, y, x) voxel blocks covering ``grid`` (the last ones partial)."""
+    (nz, ny, nx), (bz, by, bx), (sx, sy, sz) = grid.shape, block, grid.spacing
+    return Grid((-(-nz // bz), -(-ny // by), -(-nx // bx)), (sx * bx, sy * by, sz * bz),
+                tuple(o + s * (b - 1) / 2 for o, s, b in zip(grid.origin, grid.spacing, (bx, by, bz))))
+
+
+def _block_voxels(blocks: tuple[np.ndarray, ...], block: tuple[int, int, int], shape: tuple[int, int, int]):
+    """The voxel indices (z, y, x), inside a grid of ``shape``, of the ``blocks`` (indices of ``block``-sized
+    blocks)."""
+    offsets = (o.ravel() for o in np.meshgrid(*(np.arange(b) for b in block), indexing="ij"))
+    vz, vy, vx = ((n[:, None] * b + o).ravel() for n, b, o in zip(blocks, block, offsets))
+    keep = (vz < shape[0]) & (vy < shape[1]) & (vx < shape[2])
+    return vz[keep], vy[keep], vx[keep]
+
+
+def _centres(grid: Grid, vz: np.ndarray, vy: np.ndarray, vx: np.ndarray):
+    """World coordinates (x, y, z) of the centres of the voxels (vz, vy, vx) of ``grid`` (float32)."""
+    (ox, oy, oz), (sx, sy, sz) = grid.origin, grid.spacing
+    return (np.float32(ox) + np.float32(sx) * vx.astype(np.float32),
+            np.float32(oy) + np.float32(sy) * vy.astype(np.float32),
+            np.float32(oz) + np.float32(sz) * vz.astype(np.float32))
+
+
 def voxel_sdf(shape: Sdf, grid: Grid, reach: float, lipschitz: float = 1.0) -> np.ndarray:
     """``shape`` at the voxel centres of ``grid``, exact wherever ``|d| < reach``; elsewhere only the sign and
     ``|d| >= reach`` are guaranteed.
@@ -217,26 +250,14 @@ def voxel_sdf(shape: Sdf, grid: Grid, reach: float, lipschitz: float = 1.0) -> n
     if np.prod(block) <= 2:
         return shape(*grid.axes())
     bz, by, bx = block
-    counts = (-(-nz // bz), -(-ny // by), -(-nx // bx))
-    centres = Grid(counts, (sx * bx, sy * by, sz * bz),
-                   tuple(o + s * (b - 1) / 2 for o, s, b in zip(grid.origin, grid.spacing, (bx, by, bz))))
-    dc = shape(*centres.axes())
-    dc = np.broadcast_to(dc, counts).astype(np.float32)
+    centres = _block_centres(grid, block)
+    dc = np.broadcast_to(shape(*centres.axes()), centres.shape).astype(np.float32)
     half_block = 0.5 * float(np.linalg.norm([sx * (bx - 1), sy * (by - 1), sz * (bz - 1)]))
     near = np.nonzero(np.abs(dc) < lipschitz * half_block + reach)
     d = dc.repeat(bz, 0).repeat(by, 1).repeat(bx, 2)[:nz, :ny, :nx]
     if near[0].size:
-        oz, oy, ox = (o.ravel() for o in np.meshgrid(np.arange(bz), np.arange(by), np.arange(bx), indexing="ij"))
-        vz = (near[0][:, None] * bz + oz).ravel()
-        vy = (near[1][:, None] * by + oy).ravel()
-        vx = (near[2][:, None] * bx + ox).ravel()
-        keep = (vz < nz) & (vy < ny) & (vx < nx)
-        vz, vy, vx = vz[keep], vy[keep], vx[keep]
-        d[vz, vy, vx] = shape(
-            np.float32(grid.origin[0]) + np.float32(sx) * vx.astype(np.float32),
-            np.float32(grid.origin[1]) + np.float32(sy) * vy.astype(np.float32),
-            np.float32(grid.origin[2]) + np.float32(sz) * vz.astype(np.float32),
-        )
+        vz, vy, vx = _block_voxels(near, block, grid.shape)
+        d[vz, vy, vx] = shape(*_centres(grid, vz, vy, vx))
     return d
 
 
@@ -265,26 +286,17 @@ def paint(volume: np.ndarray, shape: Sdf, grid: Grid, sub: tuple[int, int, int],
     supersampling every voxel, at a cost that follows the shape's volume and surface rather than the grid's. A
     ``z_invariant`` shape (a column along z) is rasterised on one slice and painted on every slice.
     """
-    if lo_mm is None:
-        sl, g = (slice(None),) * 3, grid
-    else:
-        sl, g = grid.crop(lo_mm, hi_mm)
-    if z_invariant:
-        g = Grid((1, g.shape[1], g.shape[2]), g.spacing, g.origin)
-        sub = (1, sub[1], sub[2])
-        sl = (slice(None), sl[1], sl[2])
+    sl, g = _part_grid(grid, lo_mm, hi_mm, z_invariant)
+    sub = (1, sub[1], sub[2]) if z_invariant else sub
     region = volume[sl]
     if min(g.shape) == 0 or region.size == 0:
         return
     value = np.float32(value)
     reach = _sample_reach(g.spacing, sub) + 1e-4
     block = (1, 1, 1) if np.prod(_blocks(g)) <= 2 else _blocks(g)
-    (nz, ny, nx), (bz, by, bx) = g.shape, block
-    counts = (-(-nz // bz), -(-ny // by), -(-nx // bx))
-    sx, sy, sz = g.spacing
-    centres = Grid(counts, (sx * bx, sy * by, sz * bz),
-                   tuple(o + s * (b - 1) / 2 for o, s, b in zip(g.origin, g.spacing, (bx, by, bz))))
-    dc = np.broadcast_to(shape(*centres.axes()), counts)
+    (nz, ny, nx), (bz, by, bx), (sx, sy, sz) = g.shape, block, g.spacing
+    centres = _block_centres(g, block)
+    dc = np.broadcast_to(shape(*centres.axes()), centres.shape)
     far = 0.5 * float(np.linalg.norm([sx * (bx - 1), sy * (by - 1), sz * (bz - 1)])) + reach
     inside = dc <= -far
     # whole blocks deep inside are set at once; the grid's partial blocks at its far sides go voxel by voxel
@@ -303,32 +315,23 @@ def paint(volume: np.ndarray, shape: Sdf, grid: Grid, sub: tuple[int, int, int],
     near = np.nonzero((np.abs(dc) < far) | partial)
     if not near[0].size:
         return
-    oz, oy, ox = (o.ravel() for o in np.meshgrid(np.arange(bz), np.arange(by), np.arange(bx), indexing="ij"))
-    vz, vy, vx = ((n[:, None] * b + o).ravel() for n, b, o in zip(near, block, (oz, oy, ox)))
-    keep = (vz < nz) & (vy < ny) & (vx < nx)
-    vz, vy, vx = vz[keep], vy[keep], vx[keep]
-    d = shape(np.float32(g.origin[0]) + np.float32(sx) * vx.astype(np.float32),
-              np.float32(g.origin[1]) + np.float32(sy) * vy.astype(np.float32),
-              np.float32(g.origin[2]) + np.float32(sz) * vz.astype(np.float32))
-    d = np.broadcast_to(d, vz.shape)
+    vz, vy, vx = _block_voxels(near, block, g.shape)
+    d = np.broadcast_to(shape(*_centres(g, vz, vy, vx)), vz.shape)
     band = np.abs(d) < reach
     full = (d < 0) & ~band
-    full = (vy[full], vx[full]) if z_invariant else (vz[full], vy[full], vx[full])
-    current = region[(slice(None), *full)] if z_invariant else region[full]
-    current += value - current
-    if z_invariant:
-        region[(slice(None), *full)] = current
-    else:
-        region[full] = current
+    _blend(region, (vz[full], vy[full], vx[full]), value, None, z_invariant)
     if band.any():
         idx = (vz[band], vy[band], vx[band])
         frac = (shape(*_sub_samples(g, idx, sub)) < 0).mean(axis=1).astype(np.float32)
-        if z_invariant:
-            column = region[:, idx[1], idx[2]]
-            region[:, idx[1], idx[2]] = column + frac * (value - column)
-        else:
-            current = region[idx]
-            region[idx] = current + frac * (value - current)
+        _blend(region, idx, value, frac, z_invariant)
+
+
+def _blend(region: np.ndarray, idx, value: np.float32, frac: np.ndarray | None, z_invariant: bool) -> None:
+    """In place: the voxels ``idx`` (z, y, x; every slice of their columns when ``z_invariant``) of ``region`` +=
+    ``frac`` x (``value`` - them), ``frac`` None meaning 1 (written as a blend so it rounds as the partial voxels)."""
+    at = (slice(None), idx[1], idx[2]) if z_invariant else idx
+    current = region[at]
+    region[at] = current + (value - current) if frac is None else current + frac * (value - current)
 
 
 def _sub_samples(grid: Grid, idx, sub: tuple[int, int, int]):
@@ -351,13 +354,7 @@ def coverage(shape: Sdf, grid: Grid, sub: tuple[int, int, int], lo_mm=None, hi_m
     grid when no box is given): :func:`paint` of 1 on zeros. A ``z_invariant`` shape (a column along z) is
     rasterised on one slice and returned with a z size of 1, to broadcast over the slices.
     """
-    if lo_mm is None:
-        sl, g = (slice(None),) * 3, grid
-    else:
-        sl, g = grid.crop(lo_mm, hi_mm)
-    if z_invariant:
-        g = Grid((1, g.shape[1], g.shape[2]), g.spacing, g.origin)
-        sl = (slice(None), sl[1], sl[2])
+    sl, g = _part_grid(grid, lo_mm, hi_mm, z_invariant)
     frac = np.zeros(g.shape, np.float32)
     if min(g.shape):
         paint(frac, shape, g, sub, 1.0, z_invariant=z_invariant)
