@@ -28,7 +28,7 @@ from monai.inferers import Inferer, SliceInferer
 
 from bundle.inference.localizer import CROP, Localizer, Location, largest_component, side_name
 from bundle.preprocessing.neighbours import neighbour_offset, stack_neighbours
-from bundle.preprocessing.roi import ROI_EPSILON, Roi, roi_moments, roi_normalized
+from bundle.preprocessing.roi import ROI_EPSILON, Roi, roi_moments
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +109,6 @@ class TwoStageInferer(Inferer):
                     spacing: Sequence[float] | None = None) -> torch.Tensor:
         """Stage 2's logits (1, 2, *roi.shape) on the ROI of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm,
         as :meth:`network_input` gives it, seen within its ``context`` window."""
-        if self.context is None and self.neighbour_mm is None:
-            return self.roi_inferer(roi_normalized(inputs, roi).contiguous(), network)
         window = roi if self.context is None else roi.widened_to(self.context, inputs.shape[-3:])
         x = self.network_input(inputs, roi, spacing, window)
         # a scan narrower than the patch (a crop) is padded with zeros (the ROI's mean) about its centre, as

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import torch
 
-CHANNELS = 3
-"""Input channels of a 2.5D network: the slice below, the slice, the slice above."""
-
-
 def neighbour_offset(spacing_z: float, neighbour_mm: float) -> int:
     """Slices between a slice and its neighbours: ``neighbour_mm`` rounded to whole slices of ``spacing_z`` mm,
     at least one."""

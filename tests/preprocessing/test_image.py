@@ -35,3 +35,9 @@ def test_an_empty_box_resamples_to_zeros():
     out = resample_box_in_plane(np.zeros((4, 10, 10), np.float32), (slice(2, 2), slice(0, 10), slice(0, 10)),
                                 (1.0, 1.0, 2.0), (0.5, 0.5), (4, 20, 20))
     assert out.shape == (4, 20, 20) and not out.any()
+
+
+def test_a_wrong_output_array_is_refused():
+    with pytest.raises(ValueError, match="out must be float32 of shape"):
+        resample_box_in_plane(np.zeros((4, 10, 10), np.float32), (slice(0, 4), slice(0, 10), slice(0, 10)),
+                              (1.0, 1.0, 2.0), (0.5, 0.5), (4, 20, 20), out=np.zeros((4, 20, 20), np.float64))
