@@ -69,7 +69,7 @@ def test_training_run_end_to_end(tmp_path):
     from bundle.networks import LocalizerNet
 
     data, models = tmp_path / "phantom", tmp_path / "models"
-    run = _run(_bundle_cmd(tmp_path, "--gl_warmup_epochs", "2"))
+    run = _run(_bundle_cmd(tmp_path, "--gl_warmup_epochs", "2", "--scar_warmup_epochs", "1"))
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert " - ERROR - " not in log, log[-3000:]
@@ -80,6 +80,7 @@ def test_training_run_end_to_end(tmp_path):
     assert "val_dice_la" in log and "val_dice_scar" in log and "training workflow wall time" in log
     assert "localizer_loss" in log and "stage 1 on 2 validation scans: ROI recall" in log
     assert "stage 2a: Gl alone for 2 epochs" in log and "gl_warmup_loss" in log
+    assert "stage 2b: Ga and Gs on the frozen Gl for 1 epochs" in log and "scar_warmup_loss" in log
     assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
     scripted = torch.jit.load(str(models / "model.ts"))
     size = plan["decisions"]["patch_size"]["value"]

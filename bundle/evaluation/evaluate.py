@@ -7,6 +7,10 @@ and voxels of the predicted LA minus its derived wall and scar against the given
 truth (each from its own LA's wall, :func:`bundle.data.wall.scar_burden`); mean +- SD per pre-ablation,
 post-ablation and all scans; Pearson r and Bland-Altman agreement of the scar volume and scar %.
 
+For phantom scans (``families``: each scan's generator families, :func:`bundle.data.phantom.dataset.scan_families`)
+also LA and scar Dice per member of each family (``by_family``): a model that misses the scar of one intensity model
+shows there, where the mean over all scans hides it.
+
 Outputs in ``out_dir``: ``metrics.csv`` (a row per case), ``summary.json``, and PNG plots
 (``scar_volume.png``, ``scar_percent.png``, ``overlay_best_<scan>.png``, ``overlay_worst_<scan>.png``).
 """
@@ -31,7 +35,7 @@ from bundle.data.toolkit import DILATION_RADIUS_VOXELS
 from bundle.data.wall import derived_cavity
 from bundle.data.predictions import read_prediction
 from bundle.evaluation.metrics import CAVITY_METRICS, METRICS, cavity_metrics, segmentation_metrics
-from bundle.evaluation.statistics import GROUPS, bland_altman, group_members, pearson, spearman, summarize
+from bundle.evaluation.statistics import GROUPS, bland_altman, group_members, mean_sd, pearson, spearman, summarize
 from bundle.inference.localizer import NO_LA
 from bundle.ownership import claim_folder
 from bundle.preprocessing.roi import Roi
@@ -148,11 +152,30 @@ def agreement(rows: Sequence[Mapping], group_key: str = "ablation") -> dict[str,
     return out
 
 
+FAMILY_METRICS = ("la_dsc", "scar_dsc")
+"""What ``by_family`` summarises per member of each phantom family."""
+
+
+def family_summary(rows: Sequence[Mapping], families: Mapping[str, Mapping[str, str]]) -> dict[str, dict]:
+    """``{family: {member: {"cases": n, "la_dsc": mean_sd, "scar_dsc": mean_sd}}}`` of the ``rows`` whose scan has
+    families in ``families`` (scan -> {family: member}); members in order of first appearance."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        for family, member in families.get(row["scan"], {}).items():
+            out.setdefault(family, {}).setdefault(member, []).append(row)
+    return {family: {member: {"cases": len(members), **{m: mean_sd(float(r[m]) for r in members if m in r)
+                                                         for m in FAMILY_METRICS}}
+                     for member, members in by_member.items()}
+            for family, by_member in out.items()}
+
+
 def evaluate_predictions(
     prediction_dir: str | Path, records: Sequence[Mapping], out_dir: str | Path, plots: bool = True,
     meta: Mapping | None = None, inputs: Sequence[str | Path | None] = (),
+    families: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict:
     """Evaluate ``<prediction_dir>/<scan>/`` against each dataset record's labels; write the outputs.
+    ``families`` (scan -> {family: member}, phantom scans) adds the per-family summary ``by_family``.
 
     A case whose labels or prediction cannot be read is a ``failed`` row of ``metrics.csv`` and is
     left out of the summary. Returns the summary (also written as ``summary.json``). ``out_dir`` is claimed first
@@ -194,6 +217,8 @@ def evaluate_predictions(
         "agreement": agreement(ok) if ok else {},
         "quality_check": quality_ranking(ok),
     }
+    if families:
+        summary["by_family"] = family_summary(ok, families)
     atomic_write_text(out_dir / "summary.json", json.dumps(json_safe(summary), indent=2) + "\n")
     if plots and ok:
         from bundle.evaluation import plots as figures  # matplotlib only when plots are asked for
@@ -213,6 +238,10 @@ def evaluate_predictions(
             else "scar not scored (no scar labels)")
     logger.info("evaluated %d cases (%d failed) into %s: LA DSC %.3f, %s%s", len(rows), len(rows) - len(ok),
                 out_dir, summary["metrics"]["all"]["la_dsc"]["mean"], scar, cavity)
+    for family, members in summary.get("by_family", {}).items():
+        logger.info("  by %s: %s", family, "; ".join(
+            f"{member} ({v['cases']}) LA {v['la_dsc']['mean']:.3f}, scar {v['scar_dsc']['mean']:.3f}"
+            for member, v in members.items()))
     return summary
 
 

@@ -26,7 +26,7 @@ from bundle.atomic import atomic_write_text
 from bundle.batch import json_safe
 from bundle.data.io import read_image, write_image
 from bundle.data.layouts import read_dataset, write_index
-from bundle.data.phantom.dataset import ensure_phantoms
+from bundle.data.phantom.dataset import ensure_phantoms, scan_families
 from bundle.data.phantom.families import WEIGHTS
 from bundle.errors import DatasetError
 from bundle.evaluation.evaluate import evaluate_predictions
@@ -109,34 +109,39 @@ def _row(name: str, families: Mapping | str, summary: Mapping, metrics_csv: Path
                             "min": float(min(ratios)) if ratios else math.nan,
                             "max": float(max(ratios)) if ratios else math.nan},
         "no_la": len(summary.get("no_la", [])), "failed": summary["n_failed"],
+        "scar_by_intensity": {member: v["scar_dsc"] for member, v in
+                              summary.get("by_family", {}).get("intensity", {}).items()},
     }
 
 
-def _cohort(segmenter: Segmenter, records: Sequence[Mapping], out: Path, name: str, inputs: Sequence[Path]) -> tuple:
+def _cohort(segmenter: Segmenter, records: Sequence[Mapping], out: Path, name: str, inputs: Sequence[Path],
+            families: Mapping[str, Mapping[str, str]] | None = None) -> tuple:
     segment_scans(records, segmenter, out / name / "predictions", meta={"cohort": name}, save_surface=False,
                   input_dir=inputs[0] if inputs else None)
     summary = evaluate_predictions(out / name / "predictions", records, out / name, plots=False,
-                                   meta={"cohort": name}, inputs=inputs)
+                                   meta={"cohort": name}, inputs=inputs, families=families)
     return summary, out / name / "metrics.csv"
 
 
 def evaluate_cohorts(segmenter: Segmenter, held_out: Mapping[str, Sequence[str]], data_dir: str | Path,
                      out_dir: str | Path, n_patients: int = 4, seed: int = 1, profile: str = "mixed",
                      carma_dir: str | Path | None = None, test_records: Sequence[Mapping] | None = None,
-                     layout: str = "datalist") -> list[dict]:
+                     layout: str = "datalist", test_families: Mapping[str, Mapping[str, str]] | None = None
+                     ) -> list[dict]:
     """Segment and score each held-out cohort (:func:`held_out_cohorts`, ``n_patients`` each, synthesized once into
-    ``data_dir/<cohort>`` with ``seed``), the ``test_records`` (the training plan's test split) and the CARMA crop;
-    write ``generalization.json`` and ``generalization.md`` into ``out_dir``; return the rows."""
+    ``data_dir/<cohort>`` with ``seed``), the ``test_records`` (the training plan's test split, its phantom scans'
+    families ``test_families``) and the CARMA crop; write ``generalization.json`` and ``generalization.md`` into
+    ``out_dir``; return the rows (with the scar Dice per intensity model of the phantom cohorts)."""
     out = claim_folder(out_dir, GENERALIZATION_KIND)
     rows = []
     if test_records:
-        summary, csv = _cohort(segmenter, test_records, out, "test_split", [])
+        summary, csv = _cohort(segmenter, test_records, out, "test_split", [], test_families)
         rows.append(_row("test_split", "the training plan's test split", summary, csv))
     for name, families in held_out_cohorts(held_out).items():
         folder = Path(data_dir) / name
         ensure_phantoms(folder, layout, {"n_patients": n_patients, "profile": profile, "seed": seed,
                                          "families": families})
-        summary, csv = _cohort(segmenter, read_dataset(folder, layout), out, name, [folder])
+        summary, csv = _cohort(segmenter, read_dataset(folder, layout), out, name, [folder], scan_families(folder))
         rows.append(_row(name, families, summary, csv))
     if carma_dir is not None:
         labels = carma_dataset(carma_dir, out / "carma_labels")
@@ -160,13 +165,16 @@ def _cell(value: Mapping) -> str:
 
 def format_table(rows: Sequence[Mapping]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| cohort | scans | LA DSC | LA volume / truth (median, range) | scar DSC | stage 1 found no LA |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| cohort | scans | LA DSC | LA volume / truth (median, range) | scar DSC | scar DSC by intensity model "
+             "(scans) | stage 1 found no LA |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["la_volume_ratio"]
         span = "n/a" if math.isnan(ratio["median"]) else f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
+        by_intensity = ", ".join(f"{m} {v['mean']:.3f} ({v['n']})" for m, v in r.get("scar_by_intensity", {}).items()
+                                 if v.get("n", 0)) or "n/a"
         lines.append(f"| {r['cohort']} | {r['scans']} | {_cell(r['la_dsc'])} | {span} | {_cell(r['scar_dsc'])} | "
-                     f"{r['no_la']} |")
+                     f"{by_intensity} | {r['no_la']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -24,6 +24,20 @@ class LALoss(nn.Module):
         return loss if self.dice is None else loss + self.dice(pred[:, :1], target[:, :1])
 
 
+class ScarLoss(nn.Module):
+    """The scar term of Eq. 5 (batch Dice loss of the scar logits, channel 1) plus their cross-entropy (nnU-Net's
+    Dice + CE), for the scar warm-up: the cross-entropy gives every scar-free patch a gradient too, where the batch
+    Dice of a batch without scar has none. ``pred`` and ``target`` hold [LA, scar], (B, 2, H, W)."""
+
+    def __init__(self, smooth: float = 1e-5):
+        super().__init__()
+        self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        scar, truth = pred[:, 1:2], target[:, 1:2]
+        return F.binary_cross_entropy_with_logits(scar, truth) + self.dice(scar, truth)
+
+
 class UncertaintyWeightedLoss(nn.Module):
     """Ls of Eq. 5 with lambda1, lambda2 learned by homoscedastic uncertainty (Kendall et al., CVPR 2018).
 

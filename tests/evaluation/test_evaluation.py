@@ -16,6 +16,7 @@ from scipy import stats
 
 from bundle.data.case import Case
 from bundle.data.layouts import load_case, read_dataset
+from bundle.data.phantom.dataset import scan_families
 from bundle.data.predictions import write_prediction, write_report
 from bundle.evaluation.comparison import compare_folders, method_slug, read_metrics_csv
 from bundle.evaluation.evaluate import METRIC_COLUMNS, agreement, evaluate_case, evaluate_predictions, extreme_cases
@@ -183,6 +184,26 @@ def test_evaluate_predictions_writes_metrics_summary_and_plots(tiny_dataset, tmp
     assert extremes["worst"]["scar_dsc"] == min(dsc)
     for name in pngs:
         assert (tmp_path / "eval" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scar_dice_per_phantom_family(tiny_dataset, tmp_path):
+    """``by_family``: each family's members with the mean LA and scar Dice of their scans, from the manifest."""
+    root, _ = tiny_dataset
+    records = read_dataset(root, "datalist")
+    families = scan_families(root)
+    assert set(families) == {r["scan"] for r in records}
+    assert scan_families(tmp_path) == {}  # not a phantom folder: no families
+    _write_predictions(records, tmp_path / "pred")
+    summary = evaluate_predictions(tmp_path / "pred", records, tmp_path / "eval", plots=False, families=families)
+    ok = {r["scan"]: r for r in read_metrics_csv(tmp_path / "eval" / "metrics.csv")}
+    by_intensity = strict_json(tmp_path / "eval" / "summary.json")["by_family"]["intensity"]
+    assert by_intensity == json.loads(json.dumps(summary["by_family"]["intensity"]))
+    for member, values in by_intensity.items():
+        scans = [s for s in ok if families[s]["intensity"] == member]
+        assert values["cases"] == len(scans) == values["scar_dsc"]["n"]
+        assert values["scar_dsc"]["mean"] == pytest.approx(np.mean([ok[s]["scar_dsc"] for s in scans]), rel=1e-5)
+    assert sum(v["cases"] for v in by_intensity.values()) == len(records)
+    assert "by_family" not in evaluate_predictions(tmp_path / "pred", records, tmp_path / "eval2", plots=False)
 
 
 def test_scans_where_stage_1_found_no_la_are_scored_and_drawn_as_empty(tiny_dataset, tmp_path):

@@ -65,7 +65,14 @@ def test_evaluate_cohorts_writes_a_row_per_cohort(tmp_path, tiny_dataset):
     dark = read_dataset(tmp_path / "data" / "intensity_dark", "datalist")
     manifest = json.loads((tmp_path / "data" / "intensity_dark" / "phantom.json").read_text())
     assert {f["intensity"] for f in manifest["scan_families"].values()} == {"dark"} and len(dark) == rows[1]["scans"]
+    # each phantom cohort's scar Dice per intensity model: the dark cohort has only dark scans, CARMA none
+    assert list(rows[1]["scar_by_intensity"]) == ["dark"]
+    assert rows[1]["scar_by_intensity"]["dark"]["n"] == rows[1]["scans"]
+    assert "dark" not in rows[0]["scar_by_intensity"]
+    assert all(r["scar_by_intensity"] == {} for r in rows if r["cohort"] == "carma")
     table = (tmp_path / "out" / "generalization.md").read_text()
     assert all(f"| {n} |" in table for n in names)
+    dark_line = next(line for line in table.splitlines() if line.startswith("| intensity_dark |"))
+    assert f"dark {rows[1]['scar_by_intensity']['dark']['mean']:.3f} ({rows[1]['scans']})" in dark_line
     saved = json.loads((tmp_path / "out" / "generalization.json").read_text())
     assert saved["held_out"] == {"intensity": ["dark"], "anatomy": ["left_common"]} and len(saved["rows"]) == len(rows)

@@ -53,6 +53,14 @@ def is_complete(out: str | Path) -> bool:
     return read_manifest(out) is not None
 
 
+def scan_families(out: str | Path) -> dict[str, dict[str, str]]:
+    """Each scan's generator families ({scan: {family: member}}) from the phantom manifest of ``out``; empty for a
+    folder the generator did not write (a real dataset)."""
+    manifest = read_manifest(out) or {}
+    families = manifest.get("scan_families")
+    return families if isinstance(families, dict) else {}
+
+
 def is_phantom_folder(out: str | Path) -> bool:
     """Whether the phantom generator wrote ``out``: its marker (also left by an interrupted run) or a finished
     manifest (datasets written before markers existed)."""
