@@ -15,27 +15,28 @@ class LALoss(nn.Module):
     (nnU-Net's Dice + CE). ``pred`` holds the LA logits in channel 0 (Gl's single channel, or Gls' [LA, scar]);
     ``target`` the matching maps [LA, ...], (B, >= 1, H, W)."""
 
+    channel = 0
+    """The channel of ``pred`` and ``target`` scored."""
+
     def __init__(self, dice: bool = True, smooth: float = 1e-5):
         super().__init__()
         self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth) if dice else None
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.binary_cross_entropy_with_logits(pred[:, :1], target[:, :1])
-        return loss if self.dice is None else loss + self.dice(pred[:, :1], target[:, :1])
+        c = slice(self.channel, self.channel + 1)
+        loss = F.binary_cross_entropy_with_logits(pred[:, c], target[:, c])
+        return loss if self.dice is None else loss + self.dice(pred[:, c], target[:, c])
 
 
-class ScarLoss(nn.Module):
+class ScarLoss(LALoss):
     """The scar term of Eq. 5 (batch Dice loss of the scar logits, channel 1) plus their cross-entropy (nnU-Net's
     Dice + CE), for the scar warm-up: the cross-entropy gives every scar-free patch a gradient too, where the batch
     Dice of a batch without scar has none. ``pred`` and ``target`` hold [LA, scar], (B, 2, H, W)."""
 
-    def __init__(self, smooth: float = 1e-5):
-        super().__init__()
-        self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)
+    channel = 1
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        scar, truth = pred[:, 1:2], target[:, 1:2]
-        return F.binary_cross_entropy_with_logits(scar, truth) + self.dice(scar, truth)
+    def __init__(self, smooth: float = 1e-5):
+        super().__init__(dice=True, smooth=smooth)
 
 
 class UncertaintyWeightedLoss(nn.Module):

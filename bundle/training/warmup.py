@@ -42,19 +42,16 @@ def _trainer(network: torch.nn.Module, parameters: Any, loss: torch.nn.Module, d
                              loss_function=loss, train_handlers=handlers)
 
 
-def _single_process(option: str) -> None:
+def _cascade(network: torch.nn.Module, option: str) -> torch.nn.Module:
+    """The cascade inside ``network`` (a DDP wrapper or not), refused for ``option`` (the config key of the warm-up)
+    without an LA network Gl or under torchrun."""
+    cascade = unwrap(network)
+    if getattr(cascade, "gl", None) is None:
+        raise ValueError(f"{option}: {type(cascade).__name__} has no LA network Gl (.gl) to warm up; set {option}: 0")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         raise ValueError(f"{option} is not supported under torchrun (each rank would train its own copy); set "
                          f"{option}: 0 (configs/multi_gpu_train.yaml does)")
-
-
-def _cascade(network: torch.nn.Module, option: str) -> torch.nn.Module:
-    gl = getattr(unwrap(network), "gl", None)
-    if gl is None:
-        raise ValueError(f"{option}: {type(unwrap(network)).__name__} has no LA network Gl (.gl) to warm up; set "
-                         f"{option}: 0")
-    _single_process(option)
-    return unwrap(network)
+    return cascade
 
 
 class FrozenLAScarPath(torch.nn.Module):
