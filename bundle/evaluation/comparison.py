@@ -31,7 +31,7 @@ from scipy import stats
 from bundle.atomic import atomic_write_text
 from bundle.batch import json_safe, rows_to_csv
 from bundle.errors import DatasetError
-from bundle.evaluation.metrics import CAVITY_METRICS, METRICS
+from bundle.evaluation.metrics import CAVITY_METRICS, FAR_MM, METRICS
 from bundle.evaluation.statistics import mean_sd
 from bundle.ownership import claim_folder
 
@@ -47,12 +47,12 @@ CHALLENGE_METRICS = CAVITY_METRICS
 ALL_METRICS = tuple(dict.fromkeys(METRICS + CAVITY_METRICS))
 """Every metric a comparison can tabulate."""
 
-LOWER_IS_BETTER = frozenset({"asd_mm", "hd95_mm", "asd_vox", "hd95_vox", "osr", "usr"})
+LOWER_IS_BETTER = frozenset({"asd_mm", "hd95_mm", "asd_vox", "hd95_vox", "osr", "usr", "far_osr"})
 """Metrics where a lower value is better (distances and over/under-segmentation rates)."""
 
 METRIC_LABELS = {
     "dsc": "DSC", "jaccard": "JI", "asd_mm": "ASD (mm)", "hd95_mm": "HD95 (mm)", "nmi": "NMI", "osr": "OSR",
-    "usr": "USR", "hd95_vox": "HD95 (voxels)", "asd_vox": "ASD (voxels)",
+    "usr": "USR", "far_osr": f"OSR > {FAR_MM:g} mm", "hd95_vox": "HD95 (voxels)", "asd_vox": "ASD (voxels)",
 }
 """Column headers as the paper writes them."""
 

@@ -1,4 +1,5 @@
-"""Per-case segmentation metrics of the JAS-GAN paper (Section IV-C): DSC, JI, ASD, HD95, NMI, OSR, USR.
+"""Per-case segmentation metrics of the JAS-GAN paper (Section IV-C): DSC, JI, ASD, HD95, NMI, OSR, USR; and
+FAR_OSR, the part of OSR that lies more than :data:`FAR_MM` from the truth.
 
 Masks are boolean arrays in the bundle's ``(z, y, x)`` order; ``spacing`` is in millimetres in ITK's
 ``(x, y, z)`` order (as in :class:`bundle.data.case.Case`), so distances are in mm on anisotropic scans.
@@ -7,7 +8,8 @@ Empty masks (a scan without scar), by definition here:
 
 - both empty: DSC = JI = NMI = 1, ASD = HD95 = 0, OSR = USR = 0 (a perfect "nothing");
 - one empty: DSC = JI = NMI = 0 and ASD = HD95 = NaN (no surface to measure from);
-- ground truth empty: OSR = USR = NaN (both divide by TP + FN = 0); prediction empty: USR = 1, OSR = 0.
+- ground truth empty: OSR = USR = FAR_OSR = NaN (all divide by TP + FN = 0); prediction empty: USR = 1,
+  OSR = FAR_OSR = 0.
 
 NaN values are left out of means by the summaries.
 """
@@ -20,9 +22,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+from scipy import ndimage
 
-METRICS = ("dsc", "jaccard", "asd_mm", "hd95_mm", "nmi", "osr", "usr")
-"""Metric keys of :func:`segmentation_metrics`, in the order of the paper's tables."""
+from bundle.preprocessing.roi import mask_box
+
+METRICS = ("dsc", "jaccard", "asd_mm", "hd95_mm", "nmi", "osr", "usr", "far_osr")
+"""Metric keys of :func:`segmentation_metrics`: the paper's tables' order, then ``far_osr``."""
+
+FAR_MM = 3.0
+"""``far_osr`` counts the false positives further than this from the truth: beyond the 2.5 mm LA wall, so what is
+left of OSR (``osr - far_osr``) is the boundary drawn a little out, and ``far_osr`` is another structure taken in
+(veins past the manual cut, a neighbouring chamber, a structure elsewhere)."""
 
 CAVITY_METRICS = ("dsc", "jaccard", "hd95_mm", "asd_mm", "hd95_vox", "asd_vox")
 """Metric keys of :func:`cavity_metrics`: the 2018 Atrial Segmentation Challenge's (Dice, Jaccard, 95 % Hausdorff
@@ -67,8 +77,29 @@ def _surface_distances(pred: np.ndarray, truth: np.ndarray, spacing_xyz: Sequenc
     return float(asd.item()), float(hd95.item())
 
 
+def far_false_positives(pred: np.ndarray, truth: np.ndarray, spacing_xyz: Sequence[float],
+                        far_mm: float = FAR_MM) -> int:
+    """The number of ``pred`` voxels more than ``far_mm`` from every ``truth`` voxel (centre to centre, in mm).
+
+    The distance transform runs on the box of ``pred`` grown by ``far_mm``: truth outside it is further than that
+    from every predicted voxel, so it cannot change the count, and a whole scan costs only the prediction's box.
+    """
+    found = mask_box(pred & ~truth)
+    if found is None:
+        return 0
+    spacing_zyx = [float(s) for s in reversed(spacing_xyz)][-pred.ndim :]
+    box = tuple(slice(max(0, a - math.ceil(far_mm / s) - 1), min(n, b + math.ceil(far_mm / s) + 1))
+                for a, b, s, n in zip(*found, spacing_zyx, pred.shape, strict=True))
+    false_positive, near = pred[box] & ~truth[box], truth[box]
+    if not near.any():
+        return int(false_positive.sum())
+    distance = ndimage.distance_transform_edt(~near, sampling=spacing_zyx)
+    return int((false_positive & (distance > far_mm)).sum())
+
+
 def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
-    """DSC, Jaccard, ASD (mm, symmetric), HD95 (mm), NMI, OSR = FP/(TP+FN), USR = FN/(TP+FN) of one mask pair.
+    """DSC, Jaccard, ASD (mm, symmetric), HD95 (mm), NMI, OSR = FP/(TP+FN), USR = FN/(TP+FN) of one mask pair, and
+    FAR_OSR = (FP further than :data:`FAR_MM` from the truth)/(TP+FN).
 
     ``spacing`` is (x, y, z) in mm for (z, y, x) arrays (or (x, y) for 2D (y, x) arrays).
     """
@@ -76,7 +107,8 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
     tp, fp, fn, tn = confusion(pred, truth)
     n_pred, n_truth = tp + fp, tp + fn
     if n_pred == 0 and n_truth == 0:
-        return {"dsc": 1.0, "jaccard": 1.0, "asd_mm": 0.0, "hd95_mm": 0.0, "nmi": 1.0, "osr": 0.0, "usr": 0.0}
+        return {"dsc": 1.0, "jaccard": 1.0, "asd_mm": 0.0, "hd95_mm": 0.0, "nmi": 1.0, "osr": 0.0, "usr": 0.0,
+                "far_osr": 0.0}
     out = {
         "dsc": 2 * tp / (n_pred + n_truth),
         "jaccard": tp / (tp + fp + fn),
@@ -85,6 +117,7 @@ def segmentation_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[
         "nmi": normalized_mutual_information(tp, fp, fn, tn),
         "osr": fp / n_truth if n_truth else math.nan,
         "usr": fn / n_truth if n_truth else math.nan,
+        "far_osr": far_false_positives(pred, truth, spacing) / n_truth if n_truth else math.nan,
     }
     if n_pred and n_truth:
         out["asd_mm"], out["hd95_mm"] = _surface_distances(pred, truth, spacing)

@@ -62,6 +62,7 @@ def test_evaluate_cohorts_writes_a_row_per_cohort(tmp_path, tiny_dataset):
     for row in rows:
         assert row["scans"] >= 1 and row["failed"] == 0
         assert 0.0 <= row["la_dsc"]["mean"] <= 1.0 and row["la_volume_ratio"]["median"] > 0
+        assert 0.0 <= row["la_far_osr"]["mean"] <= row["la_volume_ratio"]["max"]
     dark = read_dataset(tmp_path / "data" / "intensity_dark", "datalist")
     manifest = json.loads((tmp_path / "data" / "intensity_dark" / "phantom.json").read_text())
     assert {f["intensity"] for f in manifest["scan_families"].values()} == {"dark"} and len(dark) == rows[1]["scans"]
@@ -74,5 +75,6 @@ def test_evaluate_cohorts_writes_a_row_per_cohort(tmp_path, tiny_dataset):
     assert all(f"| {n} |" in table for n in names)
     dark_line = next(line for line in table.splitlines() if line.startswith("| intensity_dark |"))
     assert f"dark {rows[1]['scar_by_intensity']['dark']['mean']:.3f} ({rows[1]['scans']})" in dark_line
+    assert f"| {rows[1]['la_far_osr']['mean']:.3f} +- " in dark_line and "further than 3 mm" in table
     saved = json.loads((tmp_path / "out" / "generalization.json").read_text())
     assert saved["held_out"] == {"intensity": ["dark"], "anatomy": ["left_common"]} and len(saved["rows"]) == len(rows)
