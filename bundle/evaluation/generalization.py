@@ -178,8 +178,7 @@ def format_table(rows: Sequence[Mapping]) -> str:
         by_intensity = ", ".join(f"{m} {v['mean']:.3f} ({v['n']})" for m, v in r.get("scar_by_intensity", {}).items()
                                  if v.get("n", 0)) or "n/a"
         lines.append(f"| {r['cohort']} | {r['scans']} | {_cell(r['la_dsc'])} | {span} | {_cell(r['la_far_osr'])} | "
-                     f"{_cell(r['scar_dsc'])} | "
-                     f"{by_intensity} | {r['no_la']} |")
+                     f"{_cell(r['scar_dsc'])} | {by_intensity} | {r['no_la']} |")
     return "\n".join(lines) + "\n"
 
 

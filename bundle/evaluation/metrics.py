@@ -81,8 +81,8 @@ def far_false_positives(pred: np.ndarray, truth: np.ndarray, spacing_xyz: Sequen
                         far_mm: float = FAR_MM) -> int:
     """The number of ``pred`` voxels more than ``far_mm`` from every ``truth`` voxel (centre to centre, in mm).
 
-    The distance transform runs on the box of ``pred`` grown by ``far_mm``: truth outside it is further than that
-    from every predicted voxel, so it cannot change the count, and a whole scan costs only the prediction's box.
+    The distance transform runs on the box of the false positives grown by ``far_mm``: truth outside it is further
+    than that from every false positive, so it cannot change the count, and a whole scan costs only that box.
     """
     found = mask_box(pred & ~truth)
     if found is None:
