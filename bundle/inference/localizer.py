@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from bundle.planning.planner import coarse_shape
-from bundle.preprocessing.roi import Roi, is_crop, roi_from_coarse_mask
+from bundle.planning.planner import coarse_shape, is_crop
+from bundle.preprocessing.roi import Roi, roi_from_coarse_mask
 
 logger = logging.getLogger(__name__)
 

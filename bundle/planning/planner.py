@@ -388,15 +388,44 @@ def coarse_shape(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], target_
                                                              tuple(target_xyz)[::-1]))
 
 
+def is_crop(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], crop_fov_mm: float) -> bool:
+    """Whether a scan is already a crop around the LA: narrower than ``crop_fov_mm`` along x and along y."""
+    return shape_zyx[2] * spacing_xyz[0] < crop_fov_mm and shape_zyx[1] * spacing_xyz[1] < crop_fov_mm
+
+
+def _roi_margin_mm(coarse_mm: float) -> float:
+    """The margin stage 1's LA box gets on every side (rules ``ROI_MARGIN_VOXELS``, ``ROI_MIN_MARGIN_MM``)."""
+    return round(max(R.ROI_MIN_MARGIN_MM, R.ROI_MARGIN_VOXELS * coarse_mm), 2)
+
+
+def _la_extent_in_plane_mm(fingerprint: dict) -> float:
+    """The p``PATCH_EXTENT_PERCENTILE`` in-plane extent of the fingerprint's LAs (mm)."""
+    with_la = [c for c in fingerprint["cases"] if c["la_voxels"]]
+    return float(np.percentile([c["la_extent_in_plane_mm"] for c in with_la], R.PATCH_EXTENT_PERCENTILE))
+
+
+def _crop_fov_mm(fingerprint: dict, coarse_mm: float) -> float:
+    """Scans narrower than this along x and y are crops around the LA: stage 1 skips them (``CROP_FOV_FACTOR``)."""
+    return round(R.CROP_FOV_FACTOR * (_la_extent_in_plane_mm(fingerprint) + 2 * _roi_margin_mm(coarse_mm)), 2)
+
+
 def decide_localizer(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dict:
-    """Stage 1: the coarse grid, patch and 3D U-Net of the LA localiser (rules ``LOCALIZER_*``)."""
+    """Stage 1: the coarse grid, patch and 3D U-Net of the LA localiser (rules ``LOCALIZER_*``).
+
+    The patch is sized on the scans stage 1 runs on, the whole fields of view (crops skip it, :func:`is_crop`): in a
+    dataset of mostly crops the median scan is a crop, and a localiser trained on crop-sized patches of whole scans
+    sees too little of the chest to tell the LA from the other blood pools. A dataset of crops only sizes it on all.
+    """
     prof = _profile_settings(profile)
     cases = [c for c in fingerprint["cases"] if c["la_voxels"]]
     smallest = float(np.percentile([min(c["la_extent_mm"]) for c in cases], 50))
     target = _ceil_decimals(smallest / R.LOCALIZER_LA_VOXELS, R.LOCALIZER_SPACING_DECIMALS)
     native = np.median(np.asarray([c["spacing"] for c in fingerprint["cases"]], dtype=np.float64), axis=0)
     spacing = [max(float(n), target) for n in native]  # (x, y, z)
-    coarse = np.asarray([coarse_shape(c["shape"][::-1], c["spacing"], spacing)[::-1] for c in fingerprint["cases"]],
+    crop_fov = _crop_fov_mm(fingerprint, max(spacing))
+    whole = [c for c in fingerprint["cases"] if not is_crop(c["shape"][::-1], c["spacing"], crop_fov)]
+    sized = whole or fingerprint["cases"]
+    coarse = np.asarray([coarse_shape(c["shape"][::-1], c["spacing"], spacing)[::-1] for c in sized],
                         dtype=np.float64)  # (x, y, z) per scan
     median = [float(v) for v in np.percentile(coarse, R.LOCALIZER_PATCH_PERCENTILE, axis=0)]
     poolings = 0
@@ -411,16 +440,21 @@ def decide_localizer(fingerprint: dict, profile: str = R.DEFAULT_PROFILE) -> dic
          "downsampling": multiple},
         f"spacing (x, y, z) = max(median scan spacing, ceil(p50(min(LA extent x, y, z)) / LOCALIZER_LA_VOXELS="
         f"{R.LOCALIZER_LA_VOXELS}, {R.LOCALIZER_SPACING_DECIMALS} decimals)); patch (z, y, x) = "
-        f"p{R.LOCALIZER_PATCH_PERCENTILE:g} of the scans' sizes on that grid rounded up to 2**poolings, with poolings "
+        f"p{R.LOCALIZER_PATCH_PERCENTILE:g} of the whole scans' sizes (those not narrower than the ROI rule's "
+        f"crop_fov_mm; all scans if every one is) on that grid rounded up to 2**poolings, with poolings "
         f"as many as LOCALIZER_MAX_POOLINGS={R.LOCALIZER_MAX_POOLINGS} allow while the smallest feature map keeps "
         f">= LOCALIZER_MIN_FEATURE_MAP={R.LOCALIZER_MIN_FEATURE_MAP} voxels; widths = min(localizer_base_width * "
         f"2**level, localizer_max_width) = ({base}, {cap}) for profile {profile!r}",
         f"The LA's smallest extent has a median of {smallest:.1f} mm, so a {target:g} mm grid spans it with "
-        f"{R.LOCALIZER_LA_VOXELS} voxels; a median scan is then {[round(v) for v in median[::-1]]} voxels (z, y, x), "
+        f"{R.LOCALIZER_LA_VOXELS} voxels; a median "
+        + (f"whole scan ({len(whole)} of {len(fingerprint['cases'])} scans are not crops)" if whole else
+           "scan (all are crops)")
+        + f" is then {[round(v) for v in median[::-1]]} voxels (z, y, x), "
         f"seen whole by a 3D U-Net with {poolings} poolings: 3D context tells the LA from the other blood pools.",
         smallest_la_extent_p50_mm=smallest,
         median_spacing=[float(v) for v in native],
         median_coarse_shape_zyx=median[::-1],
+        whole_scans=len(whole),
     )
 
 
@@ -428,11 +462,10 @@ def decide_roi(fingerprint: dict, decisions: dict) -> dict:
     """The region stage 2 segments: stage 1's LA box plus a margin, snapped to Gl's down-sampling (``ROI_*``)."""
     localizer = decisions["localizer"]["value"]
     coarse = max(localizer["spacing"])
-    margin = round(max(R.ROI_MIN_MARGIN_MM, R.ROI_MARGIN_VOXELS * coarse), 2)
+    margin = _roi_margin_mm(coarse)
     multiple = 2 ** int(decisions["network"]["value"]["gl_poolings"])
-    with_la = [c for c in fingerprint["cases"] if c["la_voxels"]]
-    extent = float(np.percentile([c["la_extent_in_plane_mm"] for c in with_la], R.PATCH_EXTENT_PERCENTILE))
-    crop_fov = round(R.CROP_FOV_FACTOR * (extent + 2 * margin), 2)
+    extent = _la_extent_in_plane_mm(fingerprint)
+    crop_fov = _crop_fov_mm(fingerprint, coarse)
     return _decision(
         {"margin_mm": margin, "multiple": multiple, "crop_fov_mm": crop_fov},
         f"margin = max(ROI_MIN_MARGIN_MM={R.ROI_MIN_MARGIN_MM:g}, ROI_MARGIN_VOXELS={R.ROI_MARGIN_VOXELS:g} * "

@@ -166,8 +166,3 @@ def roi_from_coarse_mask(
     lo = [a * f for a, f in zip(box[0], factors)]
     hi = [b * f for b, f in zip(box[1], factors)]
     return roi_from_box(lo, hi, fine_shape_zyx, fine_spacing_xyz, margin_mm, multiple)
-
-
-def is_crop(shape_zyx: Sequence[int], spacing_xyz: Sequence[float], crop_fov_mm: float) -> bool:
-    """Whether a scan is already a crop around the LA: narrower than ``crop_fov_mm`` along x and along y."""
-    return shape_zyx[2] * spacing_xyz[0] < crop_fov_mm and shape_zyx[1] * spacing_xyz[1] < crop_fov_mm

@@ -22,7 +22,7 @@ from bundle.planning import (
     split_patients,
 )
 from bundle.planning import rules as R
-from bundle.planning.planner import PLAN_KEYS
+from bundle.planning.planner import PLAN_KEYS, is_crop
 
 BG, LA_I, SCAR_I = 10.0, 50.0, 90.0
 
@@ -305,6 +305,24 @@ def test_decisions_localizer_grid_patch_and_network(profile, widths):
     assert loc["patch_size"] == [24, 80, 80] and loc["strides"] == [2, 2, 2] and loc["downsampling"] == 8
     assert loc["widths"] == widths
     assert "LOCALIZER_LA_VOXELS=12" in d["localizer"]["rule"] and "55.0 mm" in d["localizer"]["reason"]
+
+
+def test_the_localiser_patch_is_sized_on_the_whole_scans_stage_1_runs_on():
+    """Crops skip stage 1: in a dataset of mostly crops its patch still holds a whole field of view (with the median
+    of all scans it would be a crop's, and stage 1 of a whole scan would see a fraction of the chest)."""
+    whole = [whole_scan_case(s, (80, 65, 55)) for s in "ab"]
+    crops = [box_case(scan=s, patient=s, shape=(44, 220, 220), spacing=(0.625, 0.625, 2.5),
+                      box=((10, 32), (58, 162), (46, 174))) for s in "cdef"]  # 137.5 mm around an 80 x 65 mm LA
+    d = plan_for(whole + crops, profile="cpu")["decisions"]
+    loc, crop_fov = d["localizer"]["value"], d["roi"]["value"]["crop_fov_mm"]
+    assert all(is_crop(c.image.shape, c.spacing, crop_fov) for c in crops)
+    assert not any(is_crop(c.image.shape, c.spacing, crop_fov) for c in whole)
+    assert loc["patch_size"] == plan_for(whole, profile="cpu")["decisions"]["localizer"]["value"]["patch_size"]
+    assert loc["patch_size"][1] * loc["spacing"][1] >= 360.0  # the whole 360 mm field of view
+    assert d["localizer"]["inputs"]["whole_scans"] == 2 and "2 of 6 scans are not crops" in d["localizer"]["reason"]
+    only_crops = plan_for(crops, profile="cpu")["decisions"]["localizer"]
+    assert only_crops["inputs"]["whole_scans"] == 0 and "all are crops" in only_crops["reason"]
+    assert only_crops["value"]["patch_size"][1] * only_crops["value"]["spacing"][1] < 200.0
 
 
 def test_decisions_roi_margin_snapping_and_crop_size():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from bundle.preprocessing.roi import Roi, is_crop, mask_box, roi_from_box, roi_from_coarse_mask
+from bundle.planning.planner import is_crop
+from bundle.preprocessing.roi import Roi, mask_box, roi_from_box, roi_from_coarse_mask
 
 
 def test_box_gets_its_margin_in_mm_on_every_side():
