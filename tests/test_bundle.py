@@ -157,6 +157,15 @@ def test_training_run_end_to_end(tmp_path):
     quality = summary["quality_check"]  # qc_score (T exported beside model.pt) ranked against the Dice
     assert quality["n"] == len(plan["split"]["test"]) and set(quality["la"]["spearman_qc_score_dice"]) >= {"rho", "n"}
 
+    # stage1.yaml's check: the trained stage 1 on every whole scan of every split, logged, nothing written
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    checked = _run(_bundle_cmd(tmp_path, config="['configs/train.yaml','configs/stage1.yaml']", run_id="check_stage1"))
+    log = checked.stdout + checked.stderr
+    assert checked.returncode == 0, log[-3000:]
+    n_scans = sum(len(plan["split"][s]) for s in ("train", "validation", "test"))
+    assert f"stage 1 on {data}: {n_scans} whole scans" in log and f"stage 1 on {n_scans} whole scans of 1" in log
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
     # resume: the second run starts at epoch 1 of 2 with the saved weights, data and plan reused, and stage 1 as saved
     stage1 = (models / "localizer.pt").read_bytes()
     resumed = _run(_bundle_cmd(tmp_path, "--resume_from", str(models / "checkpoint_final.pt"), "--max_epochs", "2"))
