@@ -62,13 +62,22 @@ def summarize(rows: Sequence[Mapping]) -> dict:
 
 def check(locator: Localizer, datasets: Sequence[Mapping]) -> dict:
     """Stage 1 on the whole scans of ``datasets`` (each ``dataset_dir``, ``plan`` or ``plan_file``, ``layout``,
-    optional ``cache_dir``), logged per dataset and in all; returns {"datasets": {dir: summary}, "all": summary}."""
+    optional ``cache_dir``), logged per dataset and in all; returns {"datasets": {dir: summary}, "all": summary}. A
+    dataset that cannot be read is logged as an error naming it (its summary: {"error": ...}) and the others go on."""
     locator.network.eval()
     rows, per_dataset = [], {}
-    for d in datasets:
-        plan = d.get("plan") or load_plan(d["plan_file"])
-        found = locate_dataset(locator, d["dataset_dir"], plan, d.get("layout", "datalist"), d.get("cache_dir"))
-        per_dataset[str(d["dataset_dir"])] = summary = summarize(found)
+    for i, d in enumerate(datasets):
+        name = str(d.get("dataset_dir", f"dataset {i + 1}"))
+        try:
+            if "dataset_dir" not in d or not (d.get("plan") or d.get("plan_file")):
+                raise ValueError("each dataset to check needs dataset_dir and plan_file")
+            plan = d.get("plan") or load_plan(d["plan_file"])
+            found = locate_dataset(locator, d["dataset_dir"], plan, d.get("layout", "datalist"), d.get("cache_dir"))
+        except (OSError, ValueError) as err:  # DatasetError is a ValueError; the others are still checked
+            logger.error("stage 1 not checked on %s: %s", name, err)
+            per_dataset[name] = {"error": str(err)}
+            continue
+        per_dataset[name] = summary = summarize(found)
         logger.info("stage 1 on %s: %d whole scans, %d missed (%d entirely), ROI recall min %.3f, mean %.3f%s",
                     d["dataset_dir"], summary["scans"], summary["missed"], summary["missed_entirely"],
                     summary["roi_recall_min"], summary["roi_recall_mean"],

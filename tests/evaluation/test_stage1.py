@@ -98,3 +98,16 @@ def test_check_logs_each_dataset_and_the_total(tiny_dataset, locator_of, caplog)
         out = check(locator_of(["la", "miss"]), [{"dataset_dir": root, "plan": plan, "layout": "datalist"}])
     assert out["all"]["missed"] == out["datasets"][str(root)]["missed"] > 0
     assert f"stage 1 on {root}" in caplog.text and "missed" in caplog.text and "by family" in caplog.text
+
+
+def test_a_dataset_that_cannot_be_read_is_reported_and_the_others_are_checked(tiny_dataset, locator_of, tmp_path, caplog):
+    root, plan = tiny_dataset
+    datasets = [{"dataset_dir": tmp_path / "absent", "plan_file": tmp_path / "absent.json"},
+                {"plan_file": tmp_path / "absent.json"},
+                {"dataset_dir": root, "plan": plan}]
+    with caplog.at_level(logging.INFO, logger="bundle.evaluation.stage1"):
+        out = check(locator_of(["la"]), datasets)
+    assert "absent.json" in out["datasets"][str(tmp_path / "absent")]["error"]
+    assert "needs dataset_dir and plan_file" in out["datasets"]["dataset 2"]["error"]
+    assert out["all"]["scans"] == out["datasets"][str(root)]["scans"] > 0 and out["all"]["missed"] == 0
+    assert f"stage 1 not checked on {tmp_path / 'absent'}" in caplog.text
