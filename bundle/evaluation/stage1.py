@@ -19,6 +19,7 @@ from bundle.data.phantom.dataset import scan_families
 from bundle.inference.localizer import CROP, Localizer
 from bundle.planning.planner import load_plan
 from bundle.preprocessing.cache import load_split
+from bundle.training.validation import locate_case
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +36,12 @@ def locate_dataset(locator: Localizer, dataset_dir: str | Path, plan: Mapping, l
     rows = []
     for split in SPLITS:
         for case in load_split(dict(plan), split, dataset_dir, layout, cache_dir, write_cache=False):
-            label = np.asarray(case["label"]) > 0
-            found = locator.locate(case["image"], [float(s) for s in case["spacing"]])
+            found, recall, share = locate_case(locator, case)
             if found.status == CROP:
                 continue
-            recall = found.roi.recall(label) if found.roi is not None else (0.0 if label.any() else 1.0)
-            share = found.roi.fraction_of(label.shape) if found.roi is not None else 0.0
             scan = str(case.get("scan", ""))
             rows.append({"dataset": str(dataset_dir), "split": split, "scan": scan, "status": found.status,
-                         "roi_recall": float(recall), "roi_share": float(share), **families.get(scan, {})})
+                         "roi_recall": recall, "roi_share": share, **families.get(scan, {})})
     return rows
 
 

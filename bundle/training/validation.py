@@ -29,15 +29,22 @@ ROI_RECALL_WARNING = 0.99
 """A validation scan whose ROI holds less of its LA than this is reported with a warning."""
 
 
+def locate_case(locator: Localizer, case: Mapping) -> tuple:
+    """Stage 1 on one preprocessed case: its answer, the share of the LA its ROI holds (no ROI: 0, or 1 without LA)
+    and the share of the scan the ROI is."""
+    label = np.asarray(case["label"]) > 0
+    loc = locator.locate(case["image"], [float(s) for s in case["spacing"]])
+    recall = loc.roi.recall(label) if loc.roi is not None else (1.0 if not label.any() else 0.0)
+    share = loc.roi.fraction_of(label.shape) if loc.roi is not None else 0.0
+    return loc, float(recall), float(share)
+
+
 def log_rois(locator: Localizer, cases: Sequence[Mapping]) -> list[dict]:
     """Stage 1 on preprocessed validation ``cases``: per scan, how much of its LA the ROI holds (recall) and how
     much of the scan it is; logged (a warning under :data:`ROI_RECALL_WARNING`) and returned."""
     rows = []
     for case in cases:
-        label = np.asarray(case["label"]) > 0
-        loc = locator.locate(case["image"], [float(s) for s in case["spacing"]])
-        recall = loc.roi.recall(label) if loc.roi is not None else (1.0 if not label.any() else 0.0)
-        share = loc.roi.fraction_of(label.shape) if loc.roi is not None else 0.0
+        loc, recall, share = locate_case(locator, case)
         rows.append({"scan": case.get("scan", ""), "status": loc.status, "roi_recall": recall, "roi_share": share})
         log = logger.warning if recall < ROI_RECALL_WARNING else logger.info
         log("stage 1 on %s: %s; ROI recall %.4f, %.1f %% of the scan", case.get("scan", ""), loc.status, recall,
