@@ -151,48 +151,6 @@ def test_atrium_raster_is_exact_and_wall_is_a_shell():
         assert 100 * lo <= percent <= 100 * hi + OVERSHOOT_POINTS
 
 
-def test_the_la_wall_opens_across_the_mitral_orifice_and_fades_on_the_septum():
-    """LGE is acquired in diastole with the mitral valve open: across the orifice the LA is still labelled LA (its
-    floor an anatomical plane) but painted as blood, with no scar. On the septum (the LA wall inside the RA's outer
-    surface) the wall is painted a scan's fade of the way towards blood; elsewhere the healthy wall keeps its own
-    intensity. Nothing is drawn from the scan's streams for either (its other draws are unchanged)."""
-    from bundle.data.phantom.context import sample_context
-    from bundle.data.phantom.generate import _insert_la, _rasterise_la, orifice_wall
-
-    profile = get_profile(TINY)
-    mu = dict(TISSUE_MEANS)
-    blood, healthy = mu["blood_la"], mu["la_wall"]
-    for patient in (2, 3, 4):
-        rng = np.random.default_rng([0, patient])
-        atrium = sample_atrium(rng)
-        _, _, contacts = sample_context(rng, atrium)
-        case = generate_scan(ScanSpec(patient, "post"), TINY, 0,
-                             acquisition=Acquisition(dict(TISSUE_MEANS), noise_sd=0.0, texture=0.0))
-        (nz, ny, nx), (sx, sy, sz), (ox, oy, oz) = case.label.shape, case.spacing, case.origin
-        z, y, x = np.meshgrid(oz + sz * np.arange(nz), oy + sy * np.arange(ny), ox + sx * np.arange(nx), indexing="ij")
-        across = contacts.orifice.covers(x, y, z)
-        septal = contacts.septum(x, y, z) < 2.0
-        wall = (case.wall > 0) & (case.label == 1)
-        assert (wall & across).sum() > 30 and (wall & ~across & ~septal).sum() > 5 * (wall & across).sum()
-        assert abs(case.image[wall & across].mean() - blood) < 0.05 * blood  # painted as blood, labelled LA
-        assert case.image[wall & ~across & ~septal].mean() < blood - 0.5 * (blood - healthy)  # a darker ring elsewhere
-
-        grid = _scan_grid(profile, np.random.default_rng([0, patient, 1]), np.zeros(2))
-        la = _rasterise_la(atrium, grid, profile, np.random.default_rng(5), "post", contacts)
-        opening = orifice_wall(la.raster, contacts.orifice)
-        assert opening.any() and not (opening & ~la.raster.wall).any()
-        assert (la.opening_fine == opening).all() and not (la.scar_fine & opening).any()
-        assert contacts.orifice.covers(*la.raster.fine_axes())[opening].all()
-        painted = {}
-        for fade in (0.0, 1.0):
-            clean = np.zeros(grid.shape, np.float32)
-            _insert_la(clean, la, grid, grid, None, mu, fade)
-            painted[fade] = clean[la.raster.slices]
-        assert la.septum.sum() > 10 and not (la.septum[la.opening > 0.5] > 0.5).any()
-        # the septum's partial volume moves from the healthy wall's intensity to the blood's; nothing else moves
-        assert np.allclose(painted[1.0] - painted[0.0], la.septum * (blood - healthy), atol=1e-3)
-
-
 # ---------------------------------------------------------------------------------------- scar burden
 
 
@@ -632,7 +590,7 @@ def test_the_neighbouring_chambers_touch_the_la():
     for patient in range(4):
         rng = np.random.default_rng([0, patient])
         atrium = sample_atrium(rng)
-        parts, _, _ = sample_context(rng, atrium)
+        parts, _ = sample_context(rng, atrium)
         outer = atrium.cavity_sdf()(x, y, z) < 3.0  # the LA with its wall
         touching = {p.name for p in parts if (p.sdf(x, y, z)[outer] < 0).any()}
         assert {"ra_wall", "aortic_root_wall", "lv_wall"} <= touching, touching

@@ -2,8 +2,7 @@
 
 The heart is packed as in a real chest, so the blood pools around the LA touch its wall: the right atrium (the
 interatrial septum), the aortic root and ascending aorta in front of it, the left ventricle below and in front
-(joined to the LA through the open mitral valve: no LA wall across the orifice, so LA and LV blood meet there as in
-diastolic LGE and the label's floor is a plane the image does not show; an annulus and a thin valve plane), the right
+(joined to the LA through the mitral valve: an annulus and a thin valve plane between two blood pools), the right
 pulmonary artery over its roof, the coronary sinus along its floor, the descending aorta and the oesophagus
 behind it; the unlabelled distal pulmonary veins run on into the lungs. Around them: the right ventricle, the
 venae cavae, the pulmonary trunk, epicardial fat inside the pericardium, the main bronchi, lungs, spine, chest wall
@@ -96,67 +95,25 @@ def _ellipsoid_reach(radii, rot, direction) -> float:
     return float(1.0 / np.linalg.norm((rot.T @ _unit(direction)) / np.asarray(radii)))
 
 
-@dataclass(frozen=True)
-class MitralOrifice:
-    """The open mitral valve, where the LA floor opens into the LV inflow.
-
-    LGE is acquired in diastole, when the valve is open: LA and LV blood meet across the orifice with no wall
-    between them, and readers (and the Cardiac MRI Toolkit's dilated endocardium) close the LA at the annulus
-    plane, which the image does not show. The phantom's LA wall is left out across the orifice (painted as blood,
-    labelled LA all the same), so the network learns that floor from shape and place, not from a dark ring.
-    """
-
-    entry: np.ndarray  # the LA's outer surface on the inflow's axis (mm, LA-centred)
-    direction: np.ndarray  # unit vector from the LA centre towards the LV
-    radius: float  # the inflow's radius (mm)
-
-    def covers(self, x, y, z) -> np.ndarray:
-        """Whether points lie in the orifice: within its radius of the axis, from :data:`ORIFICE_DEPTH_MM` inside
-        the LA's outer surface to just beyond it (the LA wall there, where the surface curves back)."""
-        qx, qy, qz = x - self.entry[0], y - self.entry[1], z - self.entry[2]
-        h = qx * self.direction[0] + qy * self.direction[1] + qz * self.direction[2]
-        rho2 = qx * qx + qy * qy + qz * qz - h * h
-        return (h > -ORIFICE_DEPTH_MM) & (h < 1.0) & (rho2 < self.radius ** 2)
-
-
-@dataclass(frozen=True)
-class Contacts:
-    """Where the LA meets a neighbouring blood pool with little or no wall between them on real LGE: the open mitral
-    orifice (no wall at all) and the interatrial septum, the face the right atrium presses into the LA (``septum``:
-    the RA's outer surface; the LA wall inside it is the septum's LA side, a line 1-3 mm thin on real scans that
-    partial volume often hides)."""
-
-    orifice: MitralOrifice
-    septum: shapes.Sdf
-
-
-ORIFICE_DEPTH_MM = 8.0
-"""How far inside the LA's outer surface (along the inflow's axis) the orifice reaches: the LA floor's curvature
-within the inflow's 11-15 mm radius (about 5 mm for a 25 mm LA half-axis), far short of the opposite wall."""
-
-
-def _mitral(rng: np.random.Generator, atrium: Atrium, lv_centre: np.ndarray) -> tuple[list[Part], MitralOrifice]:
+def _mitral(rng: np.random.Generator, atrium: Atrium, lv_centre: np.ndarray) -> list[Part]:
     """The LV inflow: blood from the LV cavity to the LA floor through the mitral annulus (a fibrous ring) and a thin
-    valve plane just outside the LA (its contrast, drawn per scan, may make it all but invisible); and the orifice
-    across which the LA has no wall."""
+    valve plane just outside the LA (its contrast, drawn per scan, may make it all but invisible)."""
     d = _unit(lv_centre)  # from the LA centre towards the LV
     entry = atrium.support(d) * d  # the LA's outer surface towards the LV
     r = rng.uniform(11.0, 15.0)
     depth = rng.uniform(4.0, 7.0)
     ring = rng.uniform(2.0, 4.0)
     valve = rng.uniform(0.8, 1.6)
-    parts = [
+    return [
         _tube("mitral_annulus", "mitral_annulus", entry + 0.5 * depth * d, entry + 1.5 * depth * d, r + ring),
         _tube("lv_inflow", "blood_lv", entry - 2.0 * d, lv_centre, r),
         Part("mitral_valve", shapes.cylinder(entry + 0.2 * d, entry + (0.2 + valve) * d, r + ring),
              "mitral_valve", entry - (r + ring + 2.0), entry + (r + ring + 2.0)),
     ]
-    return parts, MitralOrifice(entry, d, float(r))
 
 
-def sample_context(rng: np.random.Generator, atrium: Atrium) -> tuple[list[Part], np.ndarray, Contacts]:
-    """Context parts for one patient, the centre of the chest (x, y) in mm, and where the LA meets the LV and the RA
-    (:class:`Contacts`)."""
+def sample_context(rng: np.random.Generator, atrium: Atrium) -> tuple[list[Part], np.ndarray]:
+    """Context parts for one patient and the centre of the chest (x, y) in mm."""
     j = lambda s: rng.normal(0.0, s)  # noqa: E731
     lap = lambda: rng.uniform(*OVERLAP_MM)  # noqa: E731
     top = atrium.support((0.0, 0.0, 1.0))
@@ -187,14 +144,12 @@ def sample_context(rng: np.random.Generator, atrium: Atrium) -> tuple[list[Part]
     lv_dir = _unit((0.45 + j(0.1), -0.7 + j(0.1), -0.6 + j(0.1)))
     lv_c = _touching(atrium, lv_dir, _ellipsoid_reach(lv_r, lv_rot, -lv_dir), rng.uniform(*CHAMBER_OVERLAP_MM))
     parts += _hollow("lv", "myocardium", "blood_lv", lv_c, lv_r, rng.uniform(8, 12), lv_rot)
-    inflow, orifice = _mitral(rng, atrium, lv_c)
-    parts += inflow
+    parts += _mitral(rng, atrium, lv_c)
     # right atrium (right, in front) with the venae cavae: the interatrial septum is the overlap
     ra_r = np.array([rng.uniform(22, 30), rng.uniform(20, 28), rng.uniform(25, 34)])
     ra_dir = _unit((-1.0, -0.45 + j(0.15), -0.1 + j(0.1)))
     ra_c = _touching(atrium, ra_dir, _ellipsoid_reach(ra_r, None, -ra_dir), rng.uniform(*CHAMBER_OVERLAP_MM))
-    ra = _hollow("ra", "myocardium", "blood_ra", ra_c, ra_r, rng.uniform(1.5, 3.0))
-    parts += ra
+    parts += _hollow("ra", "myocardium", "blood_ra", ra_c, ra_r, rng.uniform(1.5, 3.0))
     parts.append(_tube("svc", "blood_vc", ra_c + (j(3), 4 + j(3), 0.6 * ra_r[2]), (ra_c[0] + j(4), ra_c[1] + 10 + j(4), FAR),
                        rng.uniform(9, 12)))
     parts.append(_tube("ivc", "blood_vc", ra_c - (j(3), -4 + j(3), 0.6 * ra_r[2]), (ra_c[0] + j(4), ra_c[1] + 8 + j(4), -FAR),
@@ -240,4 +195,4 @@ def sample_context(rng: np.random.Generator, atrium: Atrium) -> tuple[list[Part]
     ]
     # the pulmonary veins beyond the labelled LA, into the lungs (the same blood, not LA)
     parts += [_tube(f"distal_vein{i}", "blood_pv", a, b, r) for i, (a, b, r) in enumerate(atrium.distal)]
-    return parts, body_c, Contacts(orifice, ra[0].sdf)
+    return parts, body_c

@@ -18,7 +18,7 @@ import numpy as np
 from bundle.data.case import Case
 from bundle.data.labels import compose_label
 from bundle.data.phantom.atrium import AtriumRaster, rasterise_atrium, sample_atrium
-from bundle.data.phantom.context import Contacts, MitralOrifice, sample_context
+from bundle.data.phantom.context import sample_context
 from bundle.data.phantom.families import PER_PATIENT, draw, family_weights
 from bundle.data.phantom.intensity import Acquisition, acquire, acquisition_fields, draw_acquisition
 from bundle.data.phantom.profiles import MIXED, Profile, get_profile
@@ -29,9 +29,6 @@ LA_MIN_FRACTION = 0.5
 """A voxel is LA when LA tissue (cavity + wall + scar) fills at least half of it."""
 SCAR_MIN_FRACTION = 0.25
 """An LA voxel is scar when scar fills at least this much of it and outweighs healthy wall."""
-SEPTUM_FADE = (0.0, 1.0)
-"""How far the LA side of the interatrial septum is painted from the healthy wall's intensity towards the blood's,
-per scan (1: no LA wall visible there; the RA's own wall, where it remains, is then the septum)."""
 BOTH_SCANS_FRACTION = 0.6
 """Share of patients with both a pre- and a post-ablation scan; the others have one of them."""
 LA_CROP_MARGIN_VOXELS = (10, 20)
@@ -183,69 +180,37 @@ def _overlap(raster_box: tuple[slice, ...], crop: tuple[slice, ...]) -> tuple[tu
 
 @dataclass
 class _LaFractions:
-    """The LA of one scan in its raster box: the fine raster, its scar, its wall across the mitral orifice and on the
-    septum, and per voxel the partial volumes of cavity, healthy wall, wall across the orifice (painted as blood),
-    healthy wall on the septum (painted faded towards blood) and scar, their sum, and the voxels that are LA
-    (:data:`LA_MIN_FRACTION`)."""
+    """The LA of one scan in its raster box: the fine raster and scar, and per voxel the partial volumes of cavity,
+    healthy wall and scar, their sum, and the voxels that are LA (:data:`LA_MIN_FRACTION`)."""
 
     raster: AtriumRaster
     scar_fine: np.ndarray
-    opening_fine: np.ndarray
     cavity: np.ndarray
     wall: np.ndarray
-    opening: np.ndarray
-    septum: np.ndarray
     scar: np.ndarray
     total: np.ndarray
     mask: np.ndarray
 
 
-def _wall_where(raster: AtriumRaster, inside) -> np.ndarray:
-    """The wall voxels of ``raster`` (fine grid) at which ``inside(x, y, z)`` (world mm) holds."""
-    idx = np.nonzero(raster.wall)
-    x, y, z = raster.fine_axes()
-    hit = inside(x.ravel()[idx[2]], y.ravel()[idx[1]], z.ravel()[idx[0]])
-    out = np.zeros(raster.wall.shape, bool)
-    out[tuple(i[hit] for i in idx)] = True
-    return out
-
-
-def orifice_wall(raster: AtriumRaster, orifice: MitralOrifice) -> np.ndarray:
-    """The wall voxels of ``raster`` (fine grid) across the mitral ``orifice``: open valve, not wall."""
-    return _wall_where(raster, orifice.covers)
-
-
-def _rasterise_la(atrium, grid: Grid, profile: Profile, rng: np.random.Generator, ablation: str,
-                  contacts: Contacts) -> _LaFractions:
-    """The LA on ``grid`` with its scar (drawn from ``rng``; none across the mitral orifice), as partial volumes per
-    voxel."""
+def _rasterise_la(atrium, grid: Grid, profile: Profile, rng: np.random.Generator, ablation: str) -> _LaFractions:
+    """The LA on ``grid`` with its scar (drawn from ``rng``), as partial volumes per voxel."""
     raster = rasterise_atrium(atrium, grid, profile.supersample, np.zeros(3))
     scar_fine = draw_scar(rng, atrium, raster, np.zeros(3), ablation)
-    opening_fine = orifice_wall(raster, contacts.orifice)
-    scar_fine &= ~opening_fine
-    septum_fine = _wall_where(raster, lambda x, y, z: contacts.septum(x, y, z) < 0) & ~opening_fine & ~scar_fine
     cavity = block_mean(raster.cavity, profile.supersample)
-    wall = block_mean(raster.wall & ~scar_fine & ~opening_fine & ~septum_fine, profile.supersample)
-    opening = block_mean(opening_fine, profile.supersample)
-    septum = block_mean(septum_fine, profile.supersample)
+    wall = block_mean(raster.wall & ~scar_fine, profile.supersample)
     scar = block_mean(scar_fine, profile.supersample)
-    total = cavity + wall + opening + septum + scar
-    return _LaFractions(raster, scar_fine, opening_fine, cavity, wall, opening, septum, scar, total,
-                        total >= LA_MIN_FRACTION)
+    total = cavity + wall + scar
+    return _LaFractions(raster, scar_fine, cavity, wall, scar, total, total >= LA_MIN_FRACTION)
 
 
 def _insert_la(clean: np.ndarray, la: _LaFractions, grid: Grid, whole: Grid, crop: tuple[slice, ...] | None,
-               mu: Mapping[str, float], septum_fade: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               mu: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paint the LA over the context ``clean`` (on ``grid``, the ``crop`` of ``whole`` or all of it) with its
-    partial volumes, in place, and return the label (LA and scar), cavity and wall masks on ``grid``. The septum's
-    LA wall is painted ``septum_fade`` of the way from the healthy wall's intensity to the blood's."""
+    partial volumes, in place, and return the label (LA and scar), cavity and wall masks on ``grid``."""
     into_grid, into_box = _overlap(la.raster.slices, crop or tuple(slice(0, n) for n in whole.shape))
-    cav, wall, opening, septum, scar, total, la_box = (
-        a[into_box] for a in (la.cavity, la.wall, la.opening, la.septum, la.scar, la.total, la.mask))
+    cav, wall, scar, total, la_box = (a[into_box] for a in (la.cavity, la.wall, la.scar, la.total, la.mask))
     box = clean[into_grid]
-    faded = mu["la_wall"] + septum_fade * (mu["blood_la"] - mu["la_wall"])
-    clean[into_grid] = (box * (1.0 - total) + (cav + opening) * mu["blood_la"] + wall * mu["la_wall"]
-                        + septum * faded + scar * mu["scar"])
+    clean[into_grid] = box * (1.0 - total) + cav * mu["blood_la"] + wall * mu["la_wall"] + scar * mu["scar"]
     scar_box = la_box & (scar >= SCAR_MIN_FRACTION) & (scar >= wall)
     cavity_box = la_box & (cav >= 0.5) & ~scar_box
     # full-size arrays are few and written only in the LA box (fresh pages cost more than the arithmetic)
@@ -272,7 +237,7 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "utah", seed: int = 0
     profile = get_profile(profile) if isinstance(profile, str) else profile
     patient_rng = np.random.default_rng([seed, spec.patient_index])
     atrium = sample_atrium(patient_rng, spec.anatomy)
-    parts, body_xy, contacts = sample_context(patient_rng, atrium)
+    parts, body_xy = sample_context(patient_rng, atrium)
     rng = np.random.default_rng([seed, spec.patient_index, 1 if spec.ablation == "post" else 0])
     reach = atrium.extent()[2]
     whole = _scan_grid(profile, rng, body_xy if profile.centre_on == "body" else np.zeros(2), (-reach, reach))
@@ -285,7 +250,7 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "utah", seed: int = 0
     # known only from the LA. The scan's stream is drawn in the same order either way.
     with ThreadPoolExecutor(max_workers=1) as pool:
         painting = pool.submit(_paint, parts, whole, profile, mu) if spec.form == "whole" else None
-        la = _rasterise_la(atrium, whole, profile, rng, spec.ablation, contacts)
+        la = _rasterise_la(atrium, whole, profile, rng, spec.ablation)
         draws = fields = None
         if painting is not None:  # nothing else draws from the stream before acquire for a whole field of view
             draws = draw_acquisition(rng, whole.shape, whole.spacing, acq)
@@ -293,13 +258,10 @@ def generate_scan(spec: ScanSpec, profile: str | Profile = "utah", seed: int = 0
         crop = _crop(spec.form, la.mask, [s.start for s in la.raster.slices], whole, rng)
         grid = whole if crop is None else _sub_grid(whole, crop)
         clean = _paint(parts, grid, profile, mu) if painting is None else painting.result()
-        # a stream of its own, so every other draw of the scan is what it was before the septum was faded
-        fade = float(np.random.default_rng([seed, spec.patient_index, 1 if spec.ablation == "post" else 0, 17])
-                     .uniform(*SEPTUM_FADE))
-        label, cavity, wall = _insert_la(clean, la, grid, whole, crop, mu, fade)
+        label, cavity, wall = _insert_la(clean, la, grid, whole, crop, mu)
         image = acquire(clean, grid.spacing, acq, rng if draws is None else draws, in_place=True,
                         fields=None if fields is None else fields.result())
-    n_wall_fine = int((la.raster.wall & ~la.opening_fine).sum())
+    n_wall_fine = int(la.raster.wall.sum())
     return Case(
         image=image,
         label=label,
