@@ -41,10 +41,14 @@ def _plan(stage_probs: dict | None = None, localizer_patch: list[int] | None = N
     return plan
 
 
-def _chain(plan: dict, key: str) -> Compose:
+def _chain(plan: dict, key: str, contrast_curve: float | None = None) -> Compose:
+    """The parsed chain ``key`` of configs/train.yaml with ``plan``; ``contrast_curve`` overrides the chance of stage
+    1's random intensity curve (localizer_contrast_curve), which is the config's, not the plan's."""
     parser = ConfigParser()
     parser.read_config(str(REPO / "configs" / "train.yaml"))
     parser["plan"] = plan
+    if contrast_curve is not None:
+        parser["localizer_contrast_curve"] = contrast_curve
     return parser.get_parsed_content(key)
 
 
@@ -128,9 +132,9 @@ def test_a_plan_without_the_augmentation_decision_trains_with_the_default(tmp_pa
 def test_each_augmentation_applies_when_forced_and_only_spatial_ones_move_the_label(key):
     three_d = key.startswith("localizer")
     plan = _plan({"spatial": 1.0, "intensity": 1.0}, localizer_patch=[16, 32, 32])
-    chain = _chain(plan, key)
+    chain = _chain(plan, key, contrast_curve=1.0)
     transforms = _augmentation(chain)
-    expected = {"Rand3DElasticd" if three_d else "Rand2DElasticd"}
+    expected = {"Rand3DElasticd", "RandIntensityCurved"} if three_d else {"Rand2DElasticd"}
     assert expected <= {type(t).__name__ for t in transforms}
     image, label = _blobs((16, 32, 32) if three_d else (64, 64))
     image = image + np.linspace(0, 0.3, image.size, dtype=np.float32).reshape(image.shape)  # asymmetric everywhere
@@ -171,7 +175,8 @@ def test_stage2_spatial_augmentation_keeps_labels_binary_and_on_the_image():
 
 
 def test_stage1_spatial_augmentation_keeps_the_la_binary_and_on_the_image():
-    chain = _chain(_plan({"spatial": 1.0, "intensity": 0.0}, localizer_patch=[16, 32, 32]), "localizer#preprocessing")
+    plan = _plan({"spatial": 1.0, "intensity": 0.0}, localizer_patch=[16, 32, 32])
+    chain = _chain(plan, "localizer#preprocessing", contrast_curve=0.0)  # the curve moves the 0.5 threshold
     chain.set_random_state(seed=3)
     image, label = _blobs((16, 32, 32))
     item = {"image": image, "label": (label > 0).astype(np.float32)}
