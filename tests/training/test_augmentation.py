@@ -18,7 +18,7 @@ from bundle.planning.planner import decide_augmentation, decision_values, load_p
 REPO = Path(__file__).resolve().parents[2]
 PLAN = REPO / "plans" / "phantom.json"
 STAGE2_AUGMENTATION = [
-    "RandRotated", "RandZoomd", "RandGaussianNoised", "RandGaussianSmoothd", "RandScaleIntensityd",
+    "RandRotated", "RandZoomd", "RandIntensityCurved", "RandGaussianNoised", "RandGaussianSmoothd", "RandScaleIntensityd",
     "RandScaleIntensityFixedMeand", "RandSimulateLowResolutiond", "RandAdjustContrastd", "RandAdjustContrastd",
     "RandFlipd", "RandFlipd",
 ]
@@ -42,13 +42,14 @@ def _plan(stage_probs: dict | None = None, localizer_patch: list[int] | None = N
 
 
 def _chain(plan: dict, key: str, contrast_curve: float | None = None) -> Compose:
-    """The parsed chain ``key`` of configs/train.yaml with ``plan``; ``contrast_curve`` overrides the chance of stage
-    1's random intensity curve (localizer_contrast_curve), which is the config's, not the plan's."""
+    """The parsed chain ``key`` of configs/train.yaml with ``plan``; ``contrast_curve`` overrides the chance of the
+    stage's random intensity curve (localizer_contrast_curve or contrast_curve), which is the config's, not the
+    plan's."""
     parser = ConfigParser()
     parser.read_config(str(REPO / "configs" / "train.yaml"))
     parser["plan"] = plan
     if contrast_curve is not None:
-        parser["localizer_contrast_curve"] = contrast_curve
+        parser["localizer_contrast_curve" if key.startswith("localizer") else "contrast_curve"] = contrast_curve
     return parser.get_parsed_content(key)
 
 
@@ -98,6 +99,9 @@ def test_stage2_chain_is_nnunets_after_the_roi_z_scoring_with_the_plans_paramete
     assert by_name["RandRotated"].rand_rotate.range_x == pytest.approx((-np.pi / 6, np.pi / 6), abs=1e-6)
     assert by_name["RandZoomd"].rand_zoom.min_zoom == pytest.approx((1 / 1.4,), abs=1e-6)
     assert by_name["RandSimulateLowResolutiond"].prob == 0.125
+    assert by_name["RandIntensityCurved"].prob == 0.2  # the config's contrast_curve, not the plan's
+    off = [type(t).__name__ for t in _augmentation(_chain(_plan(), "train#preprocessing", contrast_curve=0.0))]
+    assert off == [n for n in STAGE2_AUGMENTATION if n != "RandIntensityCurved"]  # off: not in the chain
     gammas = [t for t in _augmentation(chain) if type(t).__name__ == "RandAdjustContrastd"]
     assert [(t.prob, t.adjuster.invert_image, t.adjuster.retain_stats) for t in gammas] == [(0.1, True, True),
                                                                                             (0.3, False, True)]
@@ -134,7 +138,7 @@ def test_each_augmentation_applies_when_forced_and_only_spatial_ones_move_the_la
     plan = _plan({"spatial": 1.0, "intensity": 1.0}, localizer_patch=[16, 32, 32])
     chain = _chain(plan, key, contrast_curve=1.0)
     transforms = _augmentation(chain)
-    expected = {"Rand3DElasticd", "RandIntensityCurved"} if three_d else {"Rand2DElasticd"}
+    expected = {"Rand3DElasticd" if three_d else "Rand2DElasticd", "RandIntensityCurved"}
     assert expected <= {type(t).__name__ for t in transforms}
     image, label = _blobs((16, 32, 32) if three_d else (64, 64))
     image = image + np.linspace(0, 0.3, image.size, dtype=np.float32).reshape(image.shape)  # asymmetric everywhere
@@ -163,7 +167,7 @@ def _aligned_draws(chain: Compose, item: dict, draws: int, three_d: bool) -> lis
 
 
 def test_stage2_spatial_augmentation_keeps_labels_binary_and_on_the_image():
-    chain = _chain(_plan({"spatial": 1.0, "intensity": 0.0}), "train#preprocessing")
+    chain = _chain(_plan({"spatial": 1.0, "intensity": 0.0}), "train#preprocessing", contrast_curve=0.0)
     chain.set_random_state(seed=2)
     image, label = _blobs((128, 128))
     item = _slice_item(image, label)
