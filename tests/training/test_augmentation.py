@@ -18,9 +18,9 @@ from bundle.planning.planner import decide_augmentation, decision_values, load_p
 REPO = Path(__file__).resolve().parents[2]
 PLAN = REPO / "plans" / "phantom.json"
 STAGE2_AUGMENTATION = [
-    "RandRotated", "RandZoomd", "RandIntensityCurved", "RandGaussianNoised", "RandGaussianSmoothd", "RandScaleIntensityd",
-    "RandScaleIntensityFixedMeand", "RandSimulateLowResolutiond", "RandAdjustContrastd", "RandAdjustContrastd",
-    "RandFlipd", "RandFlipd",
+    "RandRotated", "RandZoomd", "RandIntensityCurved", "RandGaussianNoised", "RandGaussianSmoothd",
+    "RandScaleIntensityd", "RandScaleIntensityFixedMeand", "RandSimulateLowResolutiond", "RandAdjustContrastd",
+    "RandAdjustContrastd", "RandFlipd", "RandFlipd",
 ]
 SPATIAL = {"RandRotated", "RandZoomd", "Rand2DElasticd", "Rand3DElasticd", "RandFlipd"}
 
