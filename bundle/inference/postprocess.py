@@ -1,7 +1,9 @@
 """3D post-processing of the [LA, scar] prediction (the multi-task LA U-Net paper's, Sec. 2.3).
 
-The LA is the largest connected component of the (optionally closed) LA mask, and scar is kept only
-inside that LA, so a stray bright blob far from the atrium never counts as LA or scar.
+The LA is the largest connected component of the (optionally closed) union of the LA and scar masks (scar is LA
+wall, label 2 inside label > 0), and scar is kept only inside that LA, so a stray bright blob far from the atrium
+never counts as LA or scar, and scar the network finds on the wall's outer edge is not cut off where the LA channel
+stops just short of it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from bundle.preprocessing.roi import mask_box
 
 
 def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
-    """Binary (2, ...) [LA, scar] -> the same with LA = largest component (after an in-plane closing of
-    ``closing_radius`` voxels when > 0) and scar = scar AND LA. Works for 2D and 3D spatial shapes.
+    """Binary (2, ...) [LA, scar] -> the same with LA = largest component of LA OR scar (after an in-plane closing
+    of ``closing_radius`` voxels when > 0) and scar = scar AND LA. Works for 2D and 3D spatial shapes.
 
     The closing's element is scikit-image's ``disk`` (x^2 + y^2 <= r^2), padded so the outside is background. It
     is not SimpleITK's ``sitkBall`` of :mod:`bundle.data.wall` and :mod:`bundle.data.toolkit` (which reproduce the
@@ -29,7 +31,7 @@ def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
     """
     if pred.shape[0] != 2:
         raise ValueError(f"expected two channels [LA, scar], got shape {tuple(pred.shape)}")
-    la = pred[:1] > 0.5
+    la = (pred[:1] > 0.5) | (pred[1:] > 0.5)
     if closing_radius > 0:
         mask = la[0].cpu().numpy()
         structure = disk(closing_radius).astype(bool).reshape((1,) * (mask.ndim - 2) + (2 * closing_radius + 1,) * 2)
@@ -43,10 +45,10 @@ def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
 
 
 def postprocess_box(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
-    """:func:`postprocess` run only on the box of the LA channel's voxels (padded by the closing radius): the same
-    result as on the whole volume, since the closing treats the outside as background, at the cost of the LA's
-    box instead of the whole scan's."""
-    la = (pred[0] > 0.5).cpu().numpy()
+    """:func:`postprocess` run only on the box of the LA and scar channels' voxels (padded by the closing radius):
+    the same result as on the whole volume, since the closing treats the outside as background, at the cost of the
+    LA's box instead of the whole scan's."""
+    la = ((pred[0] > 0.5) | (pred[1] > 0.5)).cpu().numpy()
     found = mask_box(la)
     if found is None:
         return torch.zeros_like(pred)

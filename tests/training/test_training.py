@@ -302,6 +302,18 @@ def test_postprocess_keeps_largest_la_and_scar_inside():
         postprocess(torch.zeros(3, 4, 4))
 
 
+def test_postprocess_keeps_scar_on_the_las_edge_as_la():
+    """Scar is LA wall: scar the network finds just outside its LA channel joins the LA instead of being cut off;
+    scar apart from the LA is dropped with it."""
+    pred = torch.zeros(2, 3, 20, 20)
+    pred[0, :, 4:12, 4:12] = 1  # LA channel
+    pred[1, :, 12:14, 4:12] = 1  # scar on the wall's outer edge, where the LA channel stopped
+    pred[1, 1, 17:19, 17:19] = 1  # scar far from the LA
+    out = postprocess(pred)
+    assert out[0, :, 12:14, 4:12].all() and out[1, :, 12:14, 4:12].all()
+    assert out[0].sum() == 3 * (64 + 16) and out[1].sum() == 3 * 16
+
+
 def test_postprocess_closing_fills_a_hole():
     pred = torch.zeros(2, 1, 20, 20)
     pred[0, 0, 4:16, 4:16] = 1
