@@ -99,7 +99,7 @@ def test_stage2_chain_is_nnunets_after_the_roi_z_scoring_with_the_plans_paramete
     assert by_name["RandRotated"].rand_rotate.range_x == pytest.approx((-np.pi / 6, np.pi / 6), abs=1e-6)
     assert by_name["RandZoomd"].rand_zoom.min_zoom == pytest.approx((1 / 1.4,), abs=1e-6)
     assert by_name["RandSimulateLowResolutiond"].prob == 0.125
-    assert by_name["RandIntensityCurved"].prob == 0.2  # the config's contrast_curve, not the plan's
+    assert by_name["RandIntensityCurved"].prob == 0.3  # the config's contrast_curve, not the plan's
     off = [type(t).__name__ for t in _augmentation(_chain(_plan(), "train#preprocessing", contrast_curve=0.0))]
     assert off == [n for n in STAGE2_AUGMENTATION if n != "RandIntensityCurved"]  # off: not in the chain
     gammas = [t for t in _augmentation(chain) if type(t).__name__ == "RandAdjustContrastd"]
