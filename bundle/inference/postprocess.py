@@ -20,6 +20,12 @@ from skimage.morphology import disk
 from bundle.preprocessing.roi import mask_box
 
 
+def la_or_scar(pred: torch.Tensor) -> torch.Tensor:
+    """The LA the network found in a binary (2, ...) [LA, scar] prediction, (1, ...): its LA or its scar channel,
+    since scar is LA wall."""
+    return (pred[:1] > 0.5) | (pred[1:] > 0.5)
+
+
 def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
     """Binary (2, ...) [LA, scar] -> the same with LA = largest component of LA OR scar (after an in-plane closing
     of ``closing_radius`` voxels when > 0) and scar = scar AND LA. Works for 2D and 3D spatial shapes.
@@ -31,7 +37,7 @@ def postprocess(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor:
     """
     if pred.shape[0] != 2:
         raise ValueError(f"expected two channels [LA, scar], got shape {tuple(pred.shape)}")
-    la = (pred[:1] > 0.5) | (pred[1:] > 0.5)
+    la = la_or_scar(pred)
     if closing_radius > 0:
         mask = la[0].cpu().numpy()
         structure = disk(closing_radius).astype(bool).reshape((1,) * (mask.ndim - 2) + (2 * closing_radius + 1,) * 2)
@@ -48,7 +54,7 @@ def postprocess_box(pred: torch.Tensor, closing_radius: int = 0) -> torch.Tensor
     """:func:`postprocess` run only on the box of the LA and scar channels' voxels (padded by the closing radius):
     the same result as on the whole volume, since the closing treats the outside as background, at the cost of the
     LA's box instead of the whole scan's."""
-    la = ((pred[0] > 0.5) | (pred[1] > 0.5)).cpu().numpy()
+    la = la_or_scar(pred)[0].cpu().numpy()
     found = mask_box(la)
     if found is None:
         return torch.zeros_like(pred)
