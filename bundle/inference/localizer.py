@@ -11,13 +11,16 @@ no longer hands stage 2 the larger of the two. When no component is plausible th
 :data:`WIDER_THRESHOLDS`; only when nothing plausible exists is the scan :data:`NO_LA`, with what was found and why
 it was rejected. The chosen component's box plus the plan's margin, on the fine grid, is the ROI
 (:mod:`bundle.preprocessing.roi`). A scan already cropped around the LA skips the network (:data:`CROP`).
+Stage 1's further guesses (:func:`next_guesses`: the other plausible candidates, then pieces of an LA too small to
+pass) go with its answer: stage 2 checks them in turn when it finds no LA in the chosen ROI, or when stage 1 found
+none (:meth:`bundle.inference.two_stage.TwoStageInferer.segment`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -209,6 +212,13 @@ class LaRange:
             found.append(f"longest/shortest extent {candidate.elongation:.1f} over {self.elongation:.1f}")
         return found
 
+    def only_too_small(self, candidate: Candidate) -> bool:
+        """Whether ``candidate`` fails only the lower bounds (volume, shortest extent): a piece of an LA, perhaps."""
+        too_small = candidate.ml < self.ml[0] or min(candidate.extent_mm) < self.shortest_mm
+        too_large = (candidate.ml > self.ml[1] or max(candidate.extent_mm) > self.longest_mm
+                     or candidate.elongation > self.elongation)
+        return too_small and not too_large
+
     def describe(self) -> str:
         """The range in words."""
         return (f"a plausible LA is {self.ml[0]:.0f}-{self.ml[1]:.0f} ml, at least {self.shortest_mm:.0f} mm and at "
@@ -258,6 +268,22 @@ SEARCH = ((THRESHOLD, True, False), (THRESHOLD, False, True), *((t, True, True) 
 (:data:`OK`), the others the wider search (:data:`WIDENED`)."""
 
 
+def _search(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange
+            ) -> Iterator[tuple[int, list[Candidate], list[tuple[Candidate, list[str]]]]]:
+    """Each step of :data:`SEARCH` in turn: (its index, its plausible candidates best first, its implausible ones
+    with their reasons). Best first: those not at the scan's in-plane border before those at it, then by
+    probability mass."""
+    for step, (threshold, singles, merged) in enumerate(SEARCH):
+        plausible, rejected = [], []
+        for candidate in la_candidates(prob, threshold, spacing_zyx, singles, merged):
+            reasons = la_range.reasons(candidate)
+            if reasons:
+                rejected.append((candidate, reasons))
+            else:
+                plausible.append(candidate)
+        yield step, sorted(plausible, key=lambda c: (c.at_in_plane_border, -c.mass_ml)), rejected
+
+
 def find_la(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange
             ) -> tuple[str, Candidate | None, list[tuple[Candidate, list[str]]]]:
     """Stage 1's choice on a coarse probability map: (:data:`OK`, :data:`WIDENED` or :data:`NO_LA`, the chosen
@@ -267,18 +293,31 @@ def find_la(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange
     at it; among them the one of the highest probability mass is chosen.
     """
     rejected: list[tuple[Candidate, list[str]]] = []
-    for step, (threshold, singles, merged) in enumerate(SEARCH):
-        plausible = []
-        for candidate in la_candidates(prob, threshold, spacing_zyx, singles, merged):
-            reasons = la_range.reasons(candidate)
-            if reasons:
-                rejected.append((candidate, reasons))
-            else:
-                plausible.append(candidate)
+    for step, plausible, implausible in _search(prob, spacing_zyx, la_range):
+        rejected += implausible
         if plausible:
-            best = min(plausible, key=lambda c: (c.at_in_plane_border, -c.mass_ml))
-            return (OK if step == 0 else WIDENED), best, rejected
+            return (OK if step == 0 else WIDENED), plausible[0], rejected
     return NO_LA, None, rejected
+
+
+def next_guesses(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange) -> list[Candidate]:
+    """Stage 1's guesses after :func:`find_la`'s choice, best first, for stage 2 to check when it finds no LA in the
+    choice (:meth:`bundle.inference.two_stage.TwoStageInferer.segment`): the other plausible candidates of every
+    step of :data:`SEARCH` in its order, then the LAs stage 1 saw only in part (candidates rejected only for being
+    too small, :meth:`LaRange.only_too_small`) by probability mass. A localiser sure of another structure (a vein,
+    the aorta of an unusual contrast), or unsure of everything, often still sees a piece of the LA."""
+    plausible: list[Candidate] = []
+    partial: list[Candidate] = []
+    for _, found, rejected in _search(prob, spacing_zyx, la_range):
+        plausible += found
+        partial += [c for c, _ in rejected if la_range.only_too_small(c)]
+    guesses, seen = [], set()
+    for candidate in plausible + sorted(partial, key=lambda c: -c.mass_ml):
+        key = np.packbits(candidate.mask).tobytes()  # the same voxels found at several thresholds: once, the first
+        if key not in seen:
+            seen.add(key)
+            guesses.append(candidate)
+    return guesses[1:] if plausible else guesses
 
 
 def rejections(rejected: Sequence[tuple[Candidate, list[str]]], limit: int = REPORTED_CANDIDATES) -> str:
@@ -307,6 +346,9 @@ class Location:
     detail: str
     max_probability: float = float("nan")
     candidate: Candidate | None = None
+    next_guesses: tuple[Location, ...] = field(default=(), repr=False)
+    """Stage 1's further guesses (:func:`next_guesses`, each with its ROI), for stage 2 to check in turn when it finds
+    no LA in this one."""
 
 
 class Localizer:
@@ -361,6 +403,7 @@ class Localizer:
         peak = float(prob.max()) if prob.size else 0.0
         spacing_zyx = [n * s / c for n, s, c in zip(shape, tuple(spacing_xyz)[::-1], prob.shape)]  # coarse voxels
         status, chosen, rejected = find_la(prob, spacing_zyx, self.la_range)
+        guesses = tuple(self._guess(c, shape, spacing_xyz, peak) for c in next_guesses(prob, spacing_zyx, self.la_range))
         if chosen is None:
             lowest = min(t for t, _, _ in SEARCH)
             if not rejected:
@@ -368,12 +411,21 @@ class Localizer:
                                 peak)
             return Location(NO_LA, None, f"stage 1 found no LA: no plausible LA among the components of p > "
                                          f"{', '.join(f'{t:g}' for t in dict.fromkeys(t for t, _, _ in SEARCH))} "
-                                         f"({rejections(rejected)}); {self.la_range.describe()}", peak)
+                                         f"({rejections(rejected)}); {self.la_range.describe()}", peak,
+                            next_guesses=guesses)
         roi = roi_from_coarse_mask(chosen.mask, shape, spacing_xyz, self.margin_mm, self.multiple)
         where = f"ROI {roi.shape} voxels (z, y, x), {100 * roi.fraction_of(shape):.1f} % of the scan"
         if status == OK:
-            return Location(OK, roi, f"LA found: {chosen.describe()}; {where}", peak, chosen)
+            return Location(OK, roi, f"LA found: {chosen.describe()}; {where}", peak, chosen, guesses)
         before = f"rejected before it: {rejections(rejected)}" if rejected else f"no component of p > {THRESHOLD:g}"
         detail = f"LA found by the wider search at p > {chosen.threshold:g}: {chosen.describe()}; {where}; {before}"
         logger.info("stage 1: %s", detail)
-        return Location(WIDENED, roi, detail, peak, chosen)
+        return Location(WIDENED, roi, detail, peak, chosen, guesses)
+
+    def _guess(self, candidate: Candidate, shape: Sequence[int], spacing_xyz: Sequence[float], peak: float
+               ) -> Location:
+        """One of :func:`next_guesses` as the :data:`WIDENED` location stage 2 checks."""
+        roi = roi_from_coarse_mask(candidate.mask, shape, spacing_xyz, self.margin_mm, self.multiple)
+        return Location(WIDENED, roi, f"stage 1's guess at p > {candidate.threshold:g}: {candidate.describe()}; ROI "
+                                      f"{roi.shape} voxels (z, y, x), {100 * roi.fraction_of(shape):.1f} % of the scan",
+                        peak, candidate)

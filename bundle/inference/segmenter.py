@@ -149,8 +149,9 @@ class Segmenter:
         start = self._lap("stage1", start)
         probs = np.zeros((2, *prepared.shape), np.float32)
         qc_score = float("nan")
-        if location.roi is not None:
+        if location.roi is not None or location.next_guesses:
             location, logits = self.stages.segment(x, self.network, location, plan_spacing)
+        if location.roi is not None:
             roi_probs = torch.sigmoid(logits[0].float())
             if not self.segments_scar:
                 roi_probs[1] = 0.0

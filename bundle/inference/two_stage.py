@@ -10,7 +10,10 @@ inside the ROI). Outside the ROI the [LA, scar] logits are :data:`BACKGROUND_LOG
 
 The box never cuts the LA away: when stage 2's LA (its largest component, ``p > 0.5``) reaches a side of the ROI
 that is not a side of the image (a pulmonary vein or the appendage leaves the box), the ROI grows on those sides by
-the plan's margin and stage 2 runs again, at most :data:`MAX_ROI_GROWTHS` times (:meth:`TwoStageInferer.segment`).
+the plan's margin and stage 2 runs again, at most :data:`MAX_ROI_GROWTHS` times (:meth:`TwoStageInferer.segment_grown`).
+Stage 2 also checks stage 1: where it finds no plausible LA in stage 1's ROI, or stage 1 found none, it segments
+stage 1's further guesses in turn (at most :data:`MAX_GUESSES`) and keeps the first holding a plausible LA
+(:meth:`TwoStageInferer.segment`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ MAX_ROI_GROWTHS = 2
 """How many times at most the ROI grows (by the plan's margin on the sides the LA reaches) and stage 2 runs again:
 a vein or the appendage may leave stage 1's box by up to two more margins (22 mm in plans/phantom.json), and a
 validation scan costs at most three stage-2 passes."""
+
+MAX_GUESSES = 3
+"""How many of stage 1's further guesses stage 2 checks at most when it finds no plausible LA in stage 1's choice
+(each costs a stage-2 pass, and its ROI growths)."""
 
 ROI_GROWTH_MIN_MM2 = 5.0
 """LA area (mm^2) on an inner side of the ROI from which the LA counts as reaching it: the quality check's border
@@ -138,25 +145,77 @@ class TwoStageInferer(Inferer):
         return stack_neighbours(x, offset, z0 - lo, z1 - lo) if offset else x
 
     def segment(self, inputs: torch.Tensor, network: Callable, location: Location,
-                spacing: Sequence[float] | None) -> tuple[Location, torch.Tensor]:
-        """Stage 2 on the ROI of ``location`` (not None) of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm:
-        the location with the ROI finally segmented, and its logits (1, 2, *roi.shape).
+                spacing: Sequence[float] | None) -> tuple[Location, torch.Tensor | None]:
+        """Stage 2 on the ROI of ``location`` of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm, the ROI grown
+        where the LA leaves it (:meth:`segment_grown`): the location with the ROI finally segmented, and its logits
+        (1, 2, *roi.shape).
 
-        While stage 2's LA (largest component of ``p > 0.5``) reaches inner sides of the ROI
-        (:func:`reached_sides`), the ROI grows there by stage 1's margin (in-plane rounded to its multiple) and is
-        segmented again, at most ``roi_growths`` times; it stops early at the image's border, and when the LA is
-        already larger than any plausible LA (:attr:`~bundle.inference.localizer.LaRange.ml`): a stage 2 that
-        labels that much is not held back by the box.
+        Stage 2 checks stage 1: when its LA (largest component of ``p > 0.5``) is smaller than any plausible LA
+        (:attr:`~bundle.inference.localizer.LaRange.ml`), the LA is not there (stage 1 chose another structure), and
+        stage 1's further guesses (``location.next_guesses``) are segmented in turn, skipping those that overlap a
+        guess already refuted, at most :data:`MAX_GUESSES`; the first with a plausible LA is the answer
+        (:data:`~bundle.inference.localizer.WIDENED`, its detail says what was refuted). Without one the first
+        answer stands, its detail saying so; for a :data:`~bundle.inference.localizer.NO_LA` location (no ROI, only
+        guesses) that is ``(location, None)``.
+        """
+        if self.localizer is None or spacing is None:
+            return location, self.segment_roi(inputs, network, location.roi, spacing)
+        least_ml = self.localizer.la_range.ml[0]
+        first: tuple[Location, torch.Tensor] | None = None
+        refuted: list[str] = []
+        tried: list[np.ndarray] = []
+        if location.roi is not None:
+            found, logits, la_ml = self.segment_grown(inputs, network, location, spacing)
+            if la_ml >= least_ml or not location.next_guesses:
+                return found, logits
+            first = found, logits
+            refuted.append(f"stage 1's choice ({la_ml:.1f} ml)")
+            if location.candidate is not None:
+                tried.append(location.candidate.mask)
+        checked = 0
+        for guess in location.next_guesses:
+            if checked == MAX_GUESSES:
+                break
+            mask = guess.candidate.mask if guess.candidate is not None else None
+            if mask is not None and any(np.any(mask & t) for t in tried):
+                continue
+            checked += 1
+            found, logits, la_ml = self.segment_grown(inputs, network, guess, spacing)
+            if la_ml >= least_ml:
+                why = [] if first is not None else [location.detail]
+                if refuted:
+                    why.append(f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}")
+                detail = "; ".join([*why, found.detail])
+                logger.info("stage 2: %s", detail)
+                return dataclasses.replace(found, detail=detail), logits
+            refuted.append(f"a guess of {guess.candidate.ml:.0f} ml ({la_ml:.1f} ml)" if guess.candidate is not None
+                           else f"a guess ({la_ml:.1f} ml)")
+            if mask is not None:
+                tried.append(mask)
+        note = f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}" if refuted else ""
+        if first is None:
+            return dataclasses.replace(location, detail=f"{location.detail}; {note}" if note else location.detail), None
+        logger.info("stage 2: %s", note)
+        return dataclasses.replace(first[0], detail=f"{first[0].detail}; {note}"), first[1]
+
+    def segment_grown(self, inputs: torch.Tensor, network: Callable, location: Location,
+                      spacing: Sequence[float]) -> tuple[Location, torch.Tensor, float]:
+        """Stage 2 on the ROI of ``location`` (not None) of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm:
+        the location with the ROI finally segmented, its logits (1, 2, *roi.shape) and the volume (ml) of its LA
+        (the largest component of ``p > 0.5``).
+
+        While stage 2's LA reaches inner sides of the ROI (:func:`reached_sides`), the ROI grows there by stage 1's
+        margin (in-plane rounded to its multiple) and is segmented again, at most ``roi_growths`` times; it stops
+        early at the image's border, and when the LA is already larger than any plausible LA
+        (:attr:`~bundle.inference.localizer.LaRange.ml`): a stage 2 that labels that much is not held back by the box.
         """
         roi, shape = location.roi, tuple(inputs.shape[-3:])
         logits = self.segment_roi(inputs, network, roi, spacing)
-        if self.localizer is None or spacing is None:
-            return location, logits
         spacing_zyx = tuple(float(s) for s in spacing)[::-1]
         voxel_ml = math.prod(spacing_zyx) / 1000.0
         grown: list[str] = []
+        la = largest_component((logits[0, 0] > 0).cpu().numpy())
         for _ in range(self.roi_growths):
-            la = largest_component((logits[0, 0] > 0).cpu().numpy())
             sides = reached_sides(la, roi, shape, spacing)
             if not sides or np.count_nonzero(la) * voxel_ml > self.localizer.la_range.ml[1]:
                 break
@@ -168,12 +227,13 @@ class TwoStageInferer(Inferer):
                 break
             grown.append("/".join(side_name(a, h) for a, h in sides))
             roi, logits = bigger, self.segment_roi(inputs, network, bigger, spacing)
+            la = largest_component((logits[0, 0] > 0).cpu().numpy())
         if grown:
             location = dataclasses.replace(location, roi=roi, detail=(
                 f"{location.detail}; ROI grown {len(grown)} time(s) by the {self.localizer.margin_mm:g} mm margin "
                 f"where the LA reached its side ({', '.join(grown)}) to {roi.shape} voxels (z, y, x)"))
             logger.info("stage 2: %s", location.detail)
-        return location, logits
+        return location, logits, np.count_nonzero(la) * voxel_ml
 
     def __call__(self, inputs: torch.Tensor, network: Callable, *args: Any, spacing: Any = None,
                  **kwargs: Any) -> torch.Tensor:
@@ -185,8 +245,9 @@ class TwoStageInferer(Inferer):
         spacing = _spacing(spacing)
         location = self.locate(inputs, spacing)
         out = torch.full((1, 2, *inputs.shape[-3:]), BACKGROUND_LOGIT, dtype=inputs.dtype, device=inputs.device)
-        if location.roi is not None:
+        if location.roi is not None or location.next_guesses:
             location, logits = self.segment(inputs, network, location, spacing)
-            out[(..., *location.roi.slices)] = logits.to(out.dtype)
+            if logits is not None:
+                out[(..., *location.roi.slices)] = logits.to(out.dtype)
         self.last_location = location
         return out

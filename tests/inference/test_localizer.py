@@ -335,6 +335,93 @@ def test_no_growth_when_the_la_is_already_larger_than_any_plausible_la():
     assert final.roi == Roi((0, 16, 8), (12, 48, 40))  # 4 mm more on every side (z: the image's)
 
 
+# --------------------------------------------------------------------------- stage 2 checks stage 1's choice
+
+
+def _guessing(la_in_image: bool = True, distractor: bool = True) -> tuple[torch.Tensor, np.ndarray, Localizer]:
+    """A (16, 64, 96) scan at 1 x 1 x 2 mm whose image holds a bright 'LA' block (2 ml) or nothing, and a stage 1 that
+    answers a fixed 4 mm map: with ``distractor``, a plausible 6 ml structure far from the LA (p 0.9, in a 0.4 halo
+    that makes a larger plausible component at p > 0.3), and always one coarse voxel of the LA (p 0.9, too small to
+    pass); returns the image (1, 1, Z, Y, X), the LA mask and the localiser."""
+    v = np.zeros((16, 64, 96), np.float32)
+    la = np.zeros(v.shape, bool)
+    la[6:10, 24:40, 16:32] = True
+    if la_in_image:
+        v[la] = 1.0
+    prob = np.full((8, 16, 24), 0.01, np.float32)
+    if distractor:
+        prob[0:6, 1:6, 13:23] = 0.4
+        prob[1:5, 2:5, 14:22] = 0.9
+    prob[4, 8, 6] = 0.9  # a piece of the LA (coarse z 3:5, y 6:10, x 4:8)
+    return torch.as_tensor(v)[None, None], la, Localizer(MapNet(prob), _plan(cases=[VEINED_LA]))
+
+
+class CountingNet:
+    """:func:`sign_net` counting its calls (one per stage-2 pass over a ROI of at most 8 slices)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return sign_net(x)
+
+
+def test_stage_2_refutes_stage_1s_choice_and_finds_the_la_in_its_next_guess():
+    v, la, localizer = _guessing()
+    first = localizer.locate(v[0, 0], SPACING)
+    assert first.status == OK and first.roi.recall(la) == 0.0  # stage 1 chose the distractor
+    assert [g.candidate.ml for g in first.next_guesses] == pytest.approx([19.2, 0.064])  # halo (p > 0.3, 0.15), piece
+    inferer = TwoStageInferer(localizer, roi_growths=3)
+    out = inferer(v, sign_net, spacing=SPACING)
+    final = inferer.last_location
+    assert final.status == WIDENED and final.roi.recall(la) == 1.0
+    assert torch.equal(out[0, 0] > 0, torch.as_tensor(la))
+    assert "stage 2 found no plausible LA (at least 1 ml) in stage 1's choice (0.0 ml);" in final.detail
+    assert "stage 1's guess at p > 0.5: 0 ml" in final.detail and "ROI grown" in final.detail
+    assert "a guess of 19 ml" not in final.detail  # the halo holds the refuted choice: not segmented again
+
+
+def test_stage_2_checks_stage_1s_guesses_when_stage_1_found_no_la():
+    v, la, localizer = _guessing(distractor=False)
+    assert localizer.locate(v[0, 0], SPACING).status == NO_LA
+    inferer = TwoStageInferer(localizer, roi_growths=3)
+    out = inferer(v, sign_net, spacing=SPACING)
+    assert inferer.last_location.status == WIDENED and torch.equal(out[0, 0] > 0, torch.as_tensor(la))
+    detail = inferer.last_location.detail
+    assert detail.startswith("stage 1 found no LA: no plausible LA among") and "stage 1's guess at p > 0.5" in detail
+    assert "stage 2 found no plausible LA" not in detail  # nothing stage 2 segmented was refuted
+
+
+@pytest.mark.parametrize("distractor", [True, False])
+def test_without_an_la_in_any_guess_stage_1s_answer_stands_and_says_so(distractor):
+    v, la, localizer = _guessing(la_in_image=False, distractor=distractor)
+    inferer = TwoStageInferer(localizer, roi_growths=3)
+    out = inferer(v, sign_net, spacing=SPACING)
+    final = inferer.last_location
+    assert final.status == (OK if distractor else NO_LA)
+    assert (final.roi is not None) == distractor and bool((out[0, 0] <= 0).all())
+    refuted = "stage 1's choice (0.0 ml), a guess of 0 ml (0.0 ml)" if distractor else "a guess of 0 ml (0.0 ml)"
+    assert final.detail.endswith(f"stage 2 found no plausible LA (at least 1 ml) in {refuted}")
+    if not distractor:
+        assert (out == BACKGROUND_LOGIT).all()
+
+
+def test_stage_2_checks_at_most_max_guesses(monkeypatch):
+    import bundle.inference.two_stage as two_stage
+
+    v, la, localizer = _guessing(la_in_image=False, distractor=False)
+    pieces = np.full((8, 16, 24), 0.01, np.float32)
+    pieces[1:7:2, 2:15:3, 2:23:5] = 0.9  # 3 x 5 x 5 = 75 separate single-voxel pieces
+    localizer.network = MapNet(pieces)
+    monkeypatch.setattr(two_stage, "MAX_GUESSES", 2)
+    net = CountingNet()
+    inferer = TwoStageInferer(localizer, roi_growths=0)
+    inferer(v, net, spacing=SPACING)  # each piece's ROI: 2 slices and 2 of margin on each side, one call
+    assert net.calls == 2 and inferer.last_location.status == NO_LA
+    assert inferer.last_location.detail.endswith("in a guess of 0 ml (0.0 ml), a guess of 0 ml (0.0 ml)")
+
+
 # --------------------------------------------------------------------------- a real localiser on whole-FOV phantoms
 
 
