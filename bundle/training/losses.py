@@ -50,11 +50,12 @@ class UncertaintyWeightedLoss(nn.Module):
     ``learn_weights=False`` freezes lambda1 = lambda2 = 1 (a plain sum). ``la_dice=True`` adds the batch Dice loss
     of the LA to its cross-entropy (nnU-Net's Dice + CE; not in the paper): the LA term's gradient then does not
     fade as background dominates a patch. ``train_scar=False`` (a dataset without scar labels, ``scar_labels:
-    none``) leaves the scar term out: ``Ls = exp(-s1) * CE + s1 / 2``, the LA alone.
+    none``) leaves the scar term out: ``Ls = exp(-s1) * CE + s1 / 2``, the LA alone. ``scar_ce=True`` adds the
+    scar logits' cross-entropy to their Dice loss (:class:`ScarLoss`, nnU-Net's Dice + CE; not in the paper).
     """
 
     def __init__(self, learn_weights: bool = True, init_log_vars: Sequence[float] = (0.0, 0.0), smooth: float = 1e-5,
-                 la_dice: bool = False, train_scar: bool = True):
+                 la_dice: bool = False, train_scar: bool = True, scar_ce: bool = False):
         super().__init__()
         self.train_scar = bool(train_scar)
         self.log_vars = nn.Parameter(torch.tensor([float(v) for v in init_log_vars]), requires_grad=learn_weights)
@@ -62,6 +63,7 @@ class UncertaintyWeightedLoss(nn.Module):
         # degenerate per-sample loss (most axial patches of a pre-ablation scan hold no scar).
         self.dice = DiceLoss(sigmoid=True, batch=True, smooth_nr=smooth, smooth_dr=smooth)
         self.la_loss = LALoss(la_dice, smooth)
+        self.scar_loss = ScarLoss(smooth) if scar_ce else None
 
     @property
     def weights(self) -> torch.Tensor:
@@ -69,8 +71,10 @@ class UncertaintyWeightedLoss(nn.Module):
         return torch.exp(-self.log_vars.detach())
 
     def parts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The unweighted (cross-entropy on LA, plus its Dice loss with ``la_dice``; Dice loss on scar)."""
-        return self.la_loss(pred, target), self.dice(pred[:, 1:2], target[:, 1:2])
+        """The unweighted (cross-entropy on LA, plus its Dice loss with ``la_dice``; Dice loss on scar, plus its
+        cross-entropy with ``scar_ce``)."""
+        scar = self.scar_loss(pred, target) if self.scar_loss is not None else self.dice(pred[:, 1:2], target[:, 1:2])
+        return self.la_loss(pred, target), scar
 
     def weigh(self, ce: torch.Tensor, dice: torch.Tensor) -> torch.Tensor:
         """Ls from the unweighted parts: exp(-s1) * ce + s1 / 2 + exp(-s2) * dice + s2 / 2."""

@@ -478,6 +478,8 @@ def test_an_la_of_implausible_size_is_no_la_with_the_reason(tmp_path, tiny_datas
     (row,) = segment_scans(scan_records(tmp_path), two_stage_segmenter(plan, array), tmp_path / "out")
     assert row["status"] == "no_la" and row["stage1"] == "none" and "found no LA" in row["error"]
     assert "15 x 15 x 15 mm" in row["error"] and "volume 3 ml outside 17-375 ml" in row["error"]
+    # stage 2 checked it as a piece of a larger LA (stage 1's guess) and found no plausible LA there
+    assert "stage 2 found no plausible LA (at least 17 ml) in a guess of 3 ml (" in row["error"]
 
 
 def test_a_crop_skips_stage_1_and_is_segmented_whole(tmp_path, tiny_dataset):

@@ -74,6 +74,16 @@ def test_la_dice_adds_the_las_dice_loss_to_its_cross_entropy():
     assert torch.allclose(ce_dice, ce + la_dice) and torch.allclose(scar, scar_again) and la_dice > 0
 
 
+def test_scar_ce_adds_the_scars_cross_entropy_to_its_dice_loss():
+    import torch.nn.functional as F
+
+    pred, target = torch.randn(2, 2, 16, 16), _batch(2, 16)["label"]
+    (la, scar), (la_again, scar_ce) = UncertaintyWeightedLoss().parts(pred, target), \
+        UncertaintyWeightedLoss(scar_ce=True).parts(pred, target)
+    ce = F.binary_cross_entropy_with_logits(pred[:, 1:2], target[:, 1:2])
+    assert torch.allclose(scar_ce, scar + ce) and torch.allclose(la, la_again) and ce > 0
+
+
 def test_without_scar_labels_the_loss_is_the_las_term_alone():
     loss = UncertaintyWeightedLoss(init_log_vars=(0.5, -0.25), train_scar=False)
     pred, target = torch.randn(2, 2, 16, 16), _batch(2, 16)["label"]
