@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable
 
 import torch
 
@@ -33,6 +35,21 @@ def _print(result: dict) -> None:
     print(json.dumps(result, indent=2))
 
 
+def _options(function: Callable, overrides: dict) -> dict | None:
+    """``overrides`` when ``function`` takes them all; None after printing its options for ``--help``; else a
+    ValueError naming the unknown options and the known ones (not a TypeError from deep inside)."""
+    known = [name for name in inspect.signature(function).parameters if name != "profile"]
+    options = ", ".join(f"--{name}" for name in known)
+    if overrides.pop("help", None) is not None:
+        print(f"{inspect.getdoc(function)}\n\noptions: --preset, --log_level, {options}")
+        return None
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join('--' + name for name in unknown)}; the options are --preset, "
+                         f"--log_level, {options}")
+    return overrides
+
+
 def planning(out: str = "bench/planning", n_patients: int = 12, profile: str = "miccai2018", seed: int = 0,
              nnunet_bin: str | None = None, log_level: str = "WARNING") -> None:
     """Synthesize and plan a phantom cohort of ``profile``, optionally beside nnU-Net v2's planner."""
@@ -44,7 +61,10 @@ def training(preset: str = rules.DEFAULT_PROFILE, iterations: int = 5, warmup: i
              log_level: str = "WARNING", **overrides) -> None:
     """Seconds per JAS-GAN training iteration (one T step + one Gls step) on random data."""
     setup_logging(log_level)
-    _print(training_bench.time_iterations(preset, iterations=iterations, warmup=warmup, device=device, **overrides))
+    options = _options(training_bench.time_iterations, {**overrides, "iterations": iterations, "warmup": warmup,
+                                                        "device": device})
+    if options is not None:
+        _print(training_bench.time_iterations(preset, **options))
 
 
 def inference(preset: str = rules.DEFAULT_PROFILE, repeats: int = 3, warmup: int = 1, device: str | None = None,
@@ -52,7 +72,9 @@ def inference(preset: str = rules.DEFAULT_PROFILE, repeats: int = 3, warmup: int
     """Seconds, phases and peak memory to segment one whole scan through both stages (random weights unless both
     trained models are given: stage 1 then runs, but a fixed ROI of the plan's median LA plus margin is segmented)."""
     setup_logging(log_level)
-    _print(inference_bench.time_scans(preset, repeats=repeats, warmup=warmup, device=device, **overrides))
+    options = _options(inference_bench.time_scans, {**overrides, "repeats": repeats, "warmup": warmup, "device": device})
+    if options is not None:
+        _print(inference_bench.time_scans(preset, **options))
 
 
 def backends(preset: str = rules.DEFAULT_PROFILE, roi: tuple[int, int] = (160, 160), batch_size: int = 8,

@@ -177,6 +177,7 @@ def test_installed_entry_points_run():
         ("baselines", ["--dataset", "{tmp}/none", "--plan", "{tmp}/none.json"], "plan file not found"),
         ("compare", ["--methods", "not json"], "--methods must be a JSON object"),
         ("benchmark", ["training", "--preset", "nope"], "unknown preset"),
+        ("benchmark", ["inference", "--nope", "3"], "unknown option(s) --nope; the options are --preset"),
     ],
 )
 def test_bad_input_ends_every_tool_the_same_way(module, argv, problem, tmp_path, monkeypatch, capsys):
@@ -190,3 +191,14 @@ def test_bad_input_ends_every_tool_the_same_way(module, argv, problem, tmp_path,
     err = capsys.readouterr().err
     assert stopped.value.code == BAD_INPUT_STATUS, err
     assert err.startswith("error: ") and problem in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["training", "inference"])
+def test_benchmark_help_lists_the_options_instead_of_failing(command, monkeypatch, capsys):
+    """``--help`` of a benchmark that takes size overrides: its options, not a TypeError about a ``help`` argument."""
+    from bundle.cli import benchmark
+
+    monkeypatch.setattr(sys, "argv", ["jasgan-benchmark", command, "--help"])
+    benchmark.cli()
+    out = capsys.readouterr().out
+    assert "options: --preset, --log_level, " in out and "--device" in out and "--warmup" in out
