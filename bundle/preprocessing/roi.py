@@ -47,10 +47,6 @@ class Roi:
         total = int(np.count_nonzero(mask))
         return 1.0 if total == 0 else int(np.count_nonzero(mask[self.slices])) / total
 
-    def within(self, other: Roi) -> bool:
-        """Whether the box lies inside ``other`` (or equals it)."""
-        return all(a >= b for a, b in zip(self.start, other.start)) and all(a <= b for a, b in zip(self.stop, other.stop))
-
     def scaled(self, factors_zyx: Sequence[float], shape_zyx: Sequence[int]) -> Roi:
         """The box on another grid of the same field of view whose voxels are ``factors`` times smaller (``> 1``:
         finer), widened to whole voxels and clipped to ``shape_zyx``."""
