@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -268,11 +268,15 @@ SEARCH = ((THRESHOLD, True, False), (THRESHOLD, False, True), *((t, True, True) 
 (:data:`OK`), the others the wider search (:data:`WIDENED`)."""
 
 
-def _search(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange
-            ) -> Iterator[tuple[int, list[Candidate], list[tuple[Candidate, list[str]]]]]:
-    """Each step of :data:`SEARCH` in turn: (its index, its plausible candidates best first, its implausible ones
-    with their reasons). Best first: those not at the scan's in-plane border before those at it, then by
-    probability mass."""
+Step = tuple[int, list[Candidate], list[tuple[Candidate, list[str]]]]
+"""One step of :data:`SEARCH` judged: (its index, its plausible candidates best first, its implausible ones with
+their reasons)."""
+
+
+def _search(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange) -> list[Step]:
+    """Every step of :data:`SEARCH`, judged. Best first: the candidates not at the scan's in-plane border before
+    those at it, then by probability mass."""
+    steps = []
     for step, (threshold, singles, merged) in enumerate(SEARCH):
         plausible, rejected = [], []
         for candidate in la_candidates(prob, threshold, spacing_zyx, singles, merged):
@@ -281,7 +285,31 @@ def _search(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange
                 rejected.append((candidate, reasons))
             else:
                 plausible.append(candidate)
-        yield step, sorted(plausible, key=lambda c: (c.at_in_plane_border, -c.mass_ml)), rejected
+        steps.append((step, sorted(plausible, key=lambda c: (c.at_in_plane_border, -c.mass_ml)), rejected))
+    return steps
+
+
+def _choice(steps: Sequence[Step]) -> tuple[str, Candidate | None, list[tuple[Candidate, list[str]]]]:
+    """:func:`find_la`'s answer from the judged steps."""
+    rejected: list[tuple[Candidate, list[str]]] = []
+    for step, plausible, implausible in steps:
+        rejected += implausible
+        if plausible:
+            return (OK if step == 0 else WIDENED), plausible[0], rejected
+    return NO_LA, None, rejected
+
+
+def _guesses(steps: Sequence[Step], la_range: LaRange) -> list[Candidate]:
+    """:func:`next_guesses` from the judged steps."""
+    plausible = [c for _, found, _ in steps for c in found]
+    partial = [c for _, _, rejected in steps for c, _ in rejected if la_range.only_too_small(c)]
+    guesses, seen = [], set()
+    for candidate in plausible + sorted(partial, key=lambda c: -c.mass_ml):
+        key = np.packbits(candidate.mask).tobytes()  # the same voxels found at several thresholds: once, the first
+        if key not in seen:
+            seen.add(key)
+            guesses.append(candidate)
+    return guesses[1:] if plausible else guesses  # the first plausible one is the choice
 
 
 def find_la(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange
@@ -292,12 +320,7 @@ def find_la(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange
     At each step of :data:`SEARCH` the plausible candidates not at the scan's in-plane border come first, then those
     at it; among them the one of the highest probability mass is chosen.
     """
-    rejected: list[tuple[Candidate, list[str]]] = []
-    for step, plausible, implausible in _search(prob, spacing_zyx, la_range):
-        rejected += implausible
-        if plausible:
-            return (OK if step == 0 else WIDENED), plausible[0], rejected
-    return NO_LA, None, rejected
+    return _choice(_search(prob, spacing_zyx, la_range))
 
 
 def next_guesses(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange) -> list[Candidate]:
@@ -306,18 +329,7 @@ def next_guesses(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRan
     step of :data:`SEARCH` in its order, then the LAs stage 1 saw only in part (candidates rejected only for being
     too small, :meth:`LaRange.only_too_small`) by probability mass. A localiser sure of another structure (a vein,
     the aorta of an unusual contrast), or unsure of everything, often still sees a piece of the LA."""
-    plausible: list[Candidate] = []
-    partial: list[Candidate] = []
-    for _, found, rejected in _search(prob, spacing_zyx, la_range):
-        plausible += found
-        partial += [c for c, _ in rejected if la_range.only_too_small(c)]
-    guesses, seen = [], set()
-    for candidate in plausible + sorted(partial, key=lambda c: -c.mass_ml):
-        key = np.packbits(candidate.mask).tobytes()  # the same voxels found at several thresholds: once, the first
-        if key not in seen:
-            seen.add(key)
-            guesses.append(candidate)
-    return guesses[1:] if plausible else guesses
+    return _guesses(_search(prob, spacing_zyx, la_range), la_range)
 
 
 def rejections(rejected: Sequence[tuple[Candidate, list[str]]], limit: int = REPORTED_CANDIDATES) -> str:
@@ -402,8 +414,9 @@ class Localizer:
         prob = self.probabilities(volume, spacing_xyz)
         peak = float(prob.max()) if prob.size else 0.0
         spacing_zyx = [n * s / c for n, s, c in zip(shape, tuple(spacing_xyz)[::-1], prob.shape)]  # coarse voxels
-        status, chosen, rejected = find_la(prob, spacing_zyx, self.la_range)
-        guesses = tuple(self._guess(c, shape, spacing_xyz, peak) for c in next_guesses(prob, spacing_zyx, self.la_range))
+        steps = _search(prob, spacing_zyx, self.la_range)  # one search for find_la's choice and next_guesses
+        status, chosen, rejected = _choice(steps)
+        guesses = tuple(self._guess(c, shape, spacing_xyz, peak) for c in _guesses(steps, self.la_range))
         if chosen is None:
             lowest = min(t for t, _, _ in SEARCH)
             if not rejected:
