@@ -27,7 +27,7 @@ from bundle.benchmarks.presets import WHOLE_SCAN_ZYX, preset
 from bundle.data.io import read_image, write_image
 from bundle.data.predictions import write_prediction
 from bundle.inference.backends import CPU_BACKEND, runner
-from bundle.inference.localizer import Localizer, Location
+from bundle.inference.localizer import NO_LA, Localizer, Location
 from bundle.inference.segmenter import Segmenter
 from bundle.inference.two_stage import MAX_ROI_GROWTHS
 from bundle.networks import CascadeNet, LocalizerNet
@@ -75,6 +75,15 @@ class FixedRoiLocalizer(Localizer):
         return Location(OK, roi, "fixed benchmark ROI")
 
 
+class MissedLocalizer(Localizer):
+    """Stage 1 that runs its network (so its cost is timed) but finds no LA, as on a scan it misses: stage 2 then
+    searches the whole field of view (:meth:`bundle.inference.two_stage.TwoStageInferer.search_scan`)."""
+
+    def locate(self, volume, spacing_xyz) -> Location:
+        peak = float(self.probabilities(volume, spacing_xyz).max())
+        return Location(NO_LA, None, "benchmark: stage 1's answer withheld", peak)
+
+
 def time_scans(
     profile: str = rules.DEFAULT_PROFILE,
     shape_zyx: Sequence[int] = WHOLE_SCAN_ZYX,
@@ -91,10 +100,15 @@ def time_scans(
     repeats: int = 3,
     warmup: int = 1,
     device: str | None = None,
+    stage1_missed: bool = False,
 ) -> dict:
     """Median seconds per whole scan (read, both stages, write; after ``warmup``), its phases, the ROI, the peak
     memory and the settings. The plan's decisions are re-derived for ``profile`` from ``plan_file``'s fingerprint;
-    the network's widths are the profile's (:func:`~bundle.benchmarks.presets.preset`) unless given."""
+    the network's widths are the profile's (:func:`~bundle.benchmarks.presets.preset`) unless given.
+
+    ``stage1_missed``: stage 1 finds no LA (:class:`MissedLocalizer`), so the time is that of a scan it misses: stage
+    2's search of the whole field of view and its pass on what it found (``stage2`` holds both; ``stage1`` in the
+    result says whether the search found an LA, ``searched``, or not, ``none``)."""
     sizes = preset(profile, gl_widths=gl_widths, gs_width=gs_width, lstm_channels=lstm_channels)
     gl_widths, gs_width, lstm_channels = sizes["gl_widths"], sizes["gs_width"], sizes["lstm_channels"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -108,7 +122,12 @@ def time_scans(
         loc = decisions["localizer"]["value"]
         if model_file and localizer_file:
             network = load_model(model_file, CascadeNet(1, gl_widths, gs_width, "adaptive", lstm_channels), dev)
-            locator = Localizer(load_model(localizer_file, LocalizerNet(loc["widths"], loc["strides"]), dev), plan, dev)
+            stage1 = MissedLocalizer if stage1_missed else Localizer
+            locator = stage1(load_model(localizer_file, LocalizerNet(loc["widths"], loc["strides"]), dev), plan, dev)
+        elif stage1_missed:
+            torch.manual_seed(0)
+            network = CascadeNet(1, gl_widths, gs_width, "adaptive", lstm_channels).to(dev).eval()
+            locator = MissedLocalizer(LocalizerNet(loc["widths"], loc["strides"]).to(dev).eval(), plan, dev)
         else:
             torch.manual_seed(0)
             network = CascadeNet(1, gl_widths, gs_width, "adaptive", lstm_channels).to(dev).eval()
@@ -117,7 +136,8 @@ def time_scans(
                                         extent, dev)
         segmenter = Segmenter(runner(network, backend, dev), plan, locator, device=dev,
                               closing_radius_mm=closing_radius_mm, batch_size=batch_size,
-                              roi_growths=MAX_ROI_GROWTHS if model_file and localizer_file else 0)  # random: fixed ROI
+                              roi_growths=MAX_ROI_GROWTHS if model_file and localizer_file else 0,  # random: fixed ROI
+                              scan_search=bool(model_file and localizer_file) or stage1_missed)
         times, phases, result = [], [], None
         for i in range(warmup + repeats):
             if dev.type == "cuda":
@@ -143,7 +163,8 @@ def time_scans(
         "shape_zyx": list(shape_zyx),
         "spacing": list(spacing), "profile": profile, "gl_widths": list(gl_widths), "gs_width": gs_width,
         "lstm_channels": lstm_channels, "localizer_widths": loc["widths"], "batch_size": batch_size,
-        "trained": bool(model_file and localizer_file), "repeats": repeats,
+        "trained": bool(model_file and localizer_file), "stage1_missed": bool(stage1_missed), "repeats": repeats,
+        "stage1": result.stage1,
         "seconds_per_scan": round(seconds, 3), "seconds_min": round(min(times), 3),
         "phases": {k: round(v, 3) for k, v in phases[median].items()},
         "roi": result.roi, "roi_share": None, "peak_memory_mb": round(peak_memory_mb(), 1),

@@ -33,7 +33,7 @@ from bundle.preprocessing.roi import Roi, roi_from_coarse_mask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CROP", "NO_LA", "OK", "WIDENED", "Candidate", "LaRange", "Localizer", "Location", "coarse_shape",
+__all__ = ["CROP", "NO_LA", "OK", "SEARCHED", "WIDENED", "Candidate", "LaRange", "Localizer", "Location", "coarse_shape",
            "find_la", "la_candidates", "largest_component", "to_coarse"]
 
 THRESHOLD = 0.5
@@ -55,6 +55,10 @@ OK, CROP, NO_LA = "ok", "crop", "no_la"
 WIDENED = "widened"
 """The LA was found by the wider search (components merged, or a lower threshold): no component above
 :data:`THRESHOLD` was plausible."""
+
+SEARCHED = "searched"
+"""Stage 1 missed the LA (no plausible LA in its choice or its guesses): stage 2 found it by searching the whole field
+of view (:meth:`bundle.inference.two_stage.TwoStageInferer.search_scan`)."""
 
 LA_ML_LITERATURE = (25.0, 250.0)
 """Adult LA volume (ml), wall and proximal veins included. Maximal LA volume by CMR is 103 +- 30 ml (men) and
@@ -349,8 +353,8 @@ def rejections(rejected: Sequence[tuple[Candidate, list[str]]], limit: int = REP
 
 @dataclass
 class Location:
-    """Stage 1's answer for one scan: ``status`` (:data:`OK`, :data:`WIDENED`, :data:`CROP` or :data:`NO_LA`), the ROI
-    on the preprocessed grid (None for :data:`NO_LA`), a sentence saying why, the highest LA probability, and the
+    """Stage 1's answer for one scan: ``status`` (:data:`OK`, :data:`WIDENED`, :data:`CROP` or :data:`NO_LA`; stage 2
+    may make it :data:`SEARCHED`), the ROI on the preprocessed grid (None for :data:`NO_LA`), a sentence saying why, the highest LA probability, and the
     coarse component chosen (None for a crop or without stage 1)."""
 
     status: str

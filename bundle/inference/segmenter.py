@@ -29,7 +29,7 @@ from bundle.data.io import geometry_differences, orientation_code, turn_array
 from bundle.data.layouts import plan_scar_labels
 from bundle.data.predictions import PREDICTION_KIND, drop_stale, write_prediction, write_report
 from bundle.inference.dicom_seg import SEG_FILE, write_dicom_seg
-from bundle.inference.localizer import CROP, NO_LA, OK, WIDENED, Localizer, Location
+from bundle.inference.localizer import CROP, NO_LA, OK, SEARCHED, WIDENED, Localizer, Location
 from bundle.inference.postprocess import postprocess_box
 from bundle.inference.scans import read_scan
 from bundle.inference.two_stage import MAX_ROI_GROWTHS, TwoStageInferer
@@ -51,7 +51,7 @@ THRESHOLD = 0.5
 """Probability above which a voxel is LA (channel 0) or scar (channel 1)."""
 
 
-STAGE1_COLUMN = {OK: "found", WIDENED: "widened", CROP: "crop", NO_LA: "none"}
+STAGE1_COLUMN = {OK: "found", WIDENED: "widened", SEARCHED: "searched", CROP: "crop", NO_LA: "none"}
 """The report's ``stage1`` value of each stage-1 status (:mod:`bundle.inference.localizer`)."""
 
 
@@ -65,8 +65,9 @@ def plan_orientation(plan: Mapping) -> str:
 class Segmentation:
     """One scan segmented: masks and probabilities on the scan's own grid, and what stage 1 found.
 
-    ``status`` is ``ok`` (``stage1`` tells whether the LA was found, ``found``, found only by the wider search,
-    ``widened``, or the scan is a ``crop``) or ``no_la`` (stage 1 found no plausible LA, ``stage1`` ``none``:
+    ``status`` is ``ok`` (``stage1`` tells whether the LA was found, ``found``, found only by the wider search or
+    in a further guess, ``widened``, found by stage 2's search after stage 1 missed it, ``searched``, or the scan is
+    a ``crop``) or ``no_la`` (no plausible LA, not even by stage 2's search, ``stage1`` ``none``:
     ``label`` is empty and ``detail`` says what was found and why it was rejected). ``roi`` is the region stage 2
     segmented (grown where the LA reached its side), in the scan's own voxel indices (x, y, z; ``start``
     inclusive, ``stop`` exclusive) and in world millimetres (``min_mm``/``max_mm``, the scan's physical space).
@@ -98,6 +99,8 @@ class Segmenter:
         batch_size: slices per forward pass of the default inferer (and of the discriminator).
         discriminator: T's confidence map (:func:`bundle.networks.weights.load_discriminator`) for ``qc_score``; None: none.
         roi_growths: how many times at most the ROI grows where stage 2's LA reaches its side (0: never).
+        scan_search: whether stage 2 searches the whole field of view when stage 1 missed the LA
+            (:meth:`~bundle.inference.two_stage.TwoStageInferer.search_scan`).
         neighbour_mm: the model's 2.5D input (each slice with the slices this many mm below and above; None: 2D),
             as it was trained (``neighbour_mm`` of configs/train.yaml).
 
@@ -108,7 +111,7 @@ class Segmenter:
         self, network: torch.nn.Module | Callable, plan: Mapping, localizer: Localizer | None = None,
         inferer: Inferer | None = None, device: str | torch.device = "cpu", closing_radius_mm: float = 0.0,
         batch_size: int = 8, discriminator: torch.nn.Module | None = None, roi_growths: int = MAX_ROI_GROWTHS,
-        neighbour_mm: float | None = None,
+        neighbour_mm: float | None = None, scan_search: bool = True,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device) if isinstance(network, torch.nn.Module) else network
@@ -117,7 +120,8 @@ class Segmenter:
         self.plan = dict(plan)
         self.segments_scar = plan_scar_labels(self.plan) != "none"
         self.stages = TwoStageInferer(localizer, inferer, batch_size, roi_growths,
-                                      context=self.plan["decisions"]["patch_size"]["value"], neighbour_mm=neighbour_mm)
+                                      context=self.plan["decisions"]["patch_size"]["value"], neighbour_mm=neighbour_mm,
+                                      scan_search=scan_search)
         self.closing_radius_mm = float(closing_radius_mm)
         self.orientation = plan_orientation(self.plan)
         self.timings: dict[str, float] = {}
@@ -149,18 +153,17 @@ class Segmenter:
         start = self._lap("stage1", start)
         probs = np.zeros((2, *prepared.shape), np.float32)
         qc_score = float("nan")
-        if location.roi is not None or location.next_guesses:
-            location, logits = self.stages.segment(x, self.network, location, plan_spacing)
+        location, logits = self.stages.segment(x, self.network, location, plan_spacing)
         if location.roi is not None:
             roi_probs = torch.sigmoid(logits[0].float())
             if not self.segments_scar:
                 roi_probs[1] = 0.0
             probs[(slice(None), *location.roi.slices)] = roi_probs.cpu().numpy()
-            start = self._lap("stage2", start)
-            if self.discriminator is not None:
-                seen = self.stages.network_input(x, location.roi, plan_spacing)[0]
-                qc_score = adversarial_confidence(self.discriminator, seen, roi_probs, self.batch_size)
-                start = self._lap("quality", start)
+        start = self._lap("stage2", start)  # with stage 2's checks and its search where stage 1 missed the LA
+        if location.roi is not None and self.discriminator is not None:
+            seen = self.stages.network_input(x, location.roi, plan_spacing)[0]
+            qc_score = adversarial_confidence(self.discriminator, seen, roi_probs, self.batch_size)
+            start = self._lap("quality", start)
         if tuple(plan_spacing) != tuple(spacing) and location.roi is not None:
             # zero outside the ROI: only the ROI's slices and surroundings are resampled back to the scan's grid,
             # into one zero array whose pages elsewhere are never touched

@@ -13,7 +13,8 @@ that is not a side of the image (a pulmonary vein or the appendage leaves the bo
 the plan's margin and stage 2 runs again, at most :data:`MAX_ROI_GROWTHS` times (:meth:`TwoStageInferer.segment_grown`).
 Stage 2 also checks stage 1: where it finds no plausible LA in stage 1's ROI, or stage 1 found none, it segments
 stage 1's further guesses in turn (at most :data:`MAX_GUESSES`) and keeps the first holding a plausible LA
-(:meth:`TwoStageInferer.segment`).
+(:meth:`TwoStageInferer.segment`); when none holds one, stage 2 searches the whole field of view itself
+(:meth:`TwoStageInferer.search_scan`, every few slices, window by window) before the scan is "no LA".
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer, SliceInferer
 
-from bundle.inference.localizer import CROP, Localizer, Location, largest_component, side_name
+from bundle.inference.localizer import (
+    CROP,
+    SEARCHED,
+    THRESHOLD,
+    Localizer,
+    Location,
+    la_candidates,
+    largest_component,
+    side_name,
+)
 from bundle.preprocessing.neighbours import neighbour_offset, stack_neighbours
-from bundle.preprocessing.roi import ROI_EPSILON, Roi, roi_moments
+from bundle.preprocessing.roi import ROI_EPSILON, Roi, mask_box, roi_from_box, roi_moments
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +56,18 @@ validation scan costs at most three stage-2 passes."""
 MAX_GUESSES = 3
 """How many of stage 1's further guesses stage 2 checks at most when it finds no plausible LA in stage 1's choice
 (each costs a stage-2 pass, and its ROI growths)."""
+
+SCAN_SEARCH_STEP_MM = 5.0
+"""Slice step (mm) of stage 2's search of the whole field of view (:meth:`TwoStageInferer.search_scan`): every k-th
+slice, k = round(5 mm / the slice spacing), at least 1 (every 2nd slice of a 2.5 mm Utah scan, every 8th of a 2018
+challenge scan). A plausible LA is at least 17 ml and tens of mm tall, so it still spans several of them."""
+
+SCAN_SEARCH_OVERLAP = 0.5
+"""How much neighbouring windows of that search overlap, as a share of the window (stage 2's training patch, 160 mm
+in plans/phantom.json): half, so any LA up to half a window across lies whole inside one window."""
+
+SCAN_SEARCH_TRIES = 2
+"""How many of the LAs the search found stage 2 segments at most, best first (each a full stage-2 pass on its ROI)."""
 
 ROI_GROWTH_MIN_MM2 = 5.0
 """LA area (mm^2) on an inner side of the ROI from which the LA counts as reaching it: the quality check's border
@@ -67,6 +89,17 @@ def reached_sides(la: np.ndarray, roi: Roi, shape_zyx: Sequence[int], spacing_xy
     return reached
 
 
+def window_starts(size: int, window: int, overlap: float = SCAN_SEARCH_OVERLAP) -> list[int]:
+    """Where windows of ``window`` voxels start along an axis of ``size`` voxels so that they cover it, neighbours
+    overlapping by ``overlap`` of a window and the last one ending at the axis's end (one window at 0 when it is at
+    least the axis)."""
+    if size <= window:
+        return [0]
+    step = max(1, int(window * (1.0 - overlap)))
+    starts = list(range(0, size - window + 1, step))
+    return starts if starts[-1] == size - window else [*starts, size - window]
+
+
 def _spacing(value: Any) -> list[float] | None:
     """Spacing (x, y, z) from a list, an array, or a collated (1, 3) tensor."""
     if value is None:
@@ -75,6 +108,12 @@ def _spacing(value: Any) -> list[float] | None:
     if t.numel() != 3:
         raise ValueError(f"expected one (x, y, z) spacing, got {tuple(torch.as_tensor(value).shape)}")
     return [float(v) for v in t]
+
+
+def _nth(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th``, ... ``11th``, ``12th``, ``21st``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 class TwoStageInferer(Inferer):
@@ -89,14 +128,18 @@ class TwoStageInferer(Inferer):
             scan around the ROI (None: the ROI alone).
         neighbour_mm: a 2.5D stage 2's neighbouring slices, about this many mm below and above each slice of the
             ROI (:mod:`bundle.preprocessing.neighbours`; the scan's spacing is then needed); None: a 2D stage 2.
+        scan_search: whether stage 2 searches the whole field of view (:meth:`search_scan`) when neither stage 1's
+            choice nor its guesses hold a plausible LA.
 
     ``last_location`` holds stage 1's answer for the latest volume (its status, the ROI stage 2 segmented, and why).
     """
 
     def __init__(self, localizer: Localizer | None = None, roi_inferer: Inferer | None = None,
                  batch_size: int = 8, roi_growths: int = MAX_ROI_GROWTHS,
-                 context: Sequence[int] | None = None, neighbour_mm: float | None = None) -> None:
+                 context: Sequence[int] | None = None, neighbour_mm: float | None = None,
+                 scan_search: bool = True) -> None:
         super().__init__()
+        self.scan_search = bool(scan_search)
         self.context = None if context is None else tuple(int(c) for c in context)
         self.neighbour_mm = None if neighbour_mm is None else float(neighbour_mm)
         self.localizer = localizer
@@ -154,9 +197,12 @@ class TwoStageInferer(Inferer):
         (:attr:`~bundle.inference.localizer.LaRange.ml`), the LA is not there (stage 1 chose another structure), and
         stage 1's further guesses (``location.next_guesses``) are segmented in turn, skipping those that overlap a
         guess already refuted, at most :data:`MAX_GUESSES`; the first with a plausible LA is the answer
-        (:data:`~bundle.inference.localizer.WIDENED`, its detail says what was refuted). Without one the first
-        answer stands, its detail saying so; for a :data:`~bundle.inference.localizer.NO_LA` location (no ROI, only
-        guesses) that is ``(location, None)``.
+        (:data:`~bundle.inference.localizer.WIDENED`, its detail says what was refuted). When none holds one (or
+        stage 1 found nothing at all) and ``scan_search`` is on, stage 2 searches the whole field of view
+        (:meth:`search_scan`) and segments the LAs it found in turn, at most :data:`SCAN_SEARCH_TRIES`
+        (:data:`~bundle.inference.localizer.SEARCHED`). A crop is never searched: it is the whole field of view.
+        Without a plausible LA anywhere the first answer stands, its detail saying what stage 2 refuted; for a
+        :data:`~bundle.inference.localizer.NO_LA` location (no ROI) that is ``(location, None)``.
         """
         if self.localizer is None or spacing is None:
             return location, self.segment_roi(inputs, network, location.roi, spacing)
@@ -164,9 +210,18 @@ class TwoStageInferer(Inferer):
         first: tuple[Location, torch.Tensor] | None = None
         refuted: list[str] = []
         tried: list[np.ndarray] = []
+
+        def answer(found: Location, logits: torch.Tensor) -> tuple[Location, torch.Tensor]:
+            why = [] if first is not None else [location.detail]
+            if refuted:
+                why.append(f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}")
+            detail = "; ".join([*why, found.detail])
+            logger.info("stage 2: %s", detail)
+            return dataclasses.replace(found, detail=detail), logits
+
         if location.roi is not None:
             found, logits, la_ml = self.segment_grown(inputs, network, location, spacing)
-            if la_ml >= least_ml or not location.next_guesses:
+            if la_ml >= least_ml or location.status == CROP:
                 return found, logits
             first = found, logits
             refuted.append(f"stage 1's choice ({la_ml:.1f} ml)")
@@ -182,21 +237,84 @@ class TwoStageInferer(Inferer):
             checked += 1
             found, logits, la_ml = self.segment_grown(inputs, network, guess, spacing)
             if la_ml >= least_ml:
-                why = [] if first is not None else [location.detail]
-                if refuted:
-                    why.append(f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}")
-                detail = "; ".join([*why, found.detail])
-                logger.info("stage 2: %s", detail)
-                return dataclasses.replace(found, detail=detail), logits
+                return answer(found, logits)
             refuted.append(f"a guess of {guess.candidate.ml:.0f} ml ({la_ml:.1f} ml)" if guess.candidate is not None
                            else f"a guess ({la_ml:.1f} ml)")
             if mask is not None:
                 tried.append(mask)
+        if self.scan_search:
+            searched, summary = self.search_scan(inputs, network, spacing)
+            for guess in searched[:SCAN_SEARCH_TRIES]:
+                found, logits, la_ml = self.segment_grown(inputs, network, guess, spacing)
+                if la_ml >= least_ml:
+                    return answer(found, logits)
+                refuted.append(f"its search's LA of {guess.candidate.ml:.0f} ml ({la_ml:.1f} ml)")
+            if not searched:
+                refuted.append(summary)
         note = f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}" if refuted else ""
         if first is None:
             return dataclasses.replace(location, detail=f"{location.detail}; {note}" if note else location.detail), None
         logger.info("stage 2: %s", note)
         return dataclasses.replace(first[0], detail=f"{first[0].detail}; {note}"), first[1]
+
+    def search_scan(self, inputs: torch.Tensor, network: Callable, spacing: Sequence[float]
+                    ) -> tuple[list[Location], str]:
+        """Stage 2 over the whole field of view of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm, for a scan
+        on which stage 1 missed the LA: the LAs it may have found, best first, as :data:`~bundle.inference.localizer.SEARCHED`
+        locations (each with its ROI on the volume, its ``candidate`` the component on the search's grid), and a
+        phrase saying what the search saw (for a detail without one).
+
+        Stage 2 runs on every k-th slice (:data:`SCAN_SEARCH_STEP_MM`) in windows of its training patch
+        (``context``; the whole slice without one) overlapping by :data:`SCAN_SEARCH_OVERLAP`, each window z-scored
+        with its own moments as a ROI is; the LA probabilities of overlapping windows are averaged. The components of
+        ``p > 0.5`` are judged as stage 1 judges its own (:meth:`~bundle.inference.localizer.LaRange.reasons`, the
+        plan's and the literature's LA) and ranked as it ranks them (not at the scan's in-plane border first, then
+        by probability mass); after them come those only too small (:meth:`~bundle.inference.localizer.LaRange.
+        only_too_small`), by mass: on sparse slices, with windows that see the LA at their edge averaged in, the
+        search's LA is smaller than the full pass's (on 46 whole phantom scans 0.2-0.9 of it), and the full pass
+        on its ROI decides. A 2.5D stage 2 takes its neighbours among the searched slices.
+        """
+        shape = tuple(int(n) for n in inputs.shape[-3:])
+        step = max(1, round(SCAN_SEARCH_STEP_MM / float(spacing[2])))
+        z0 = min(step // 2, shape[0] - 1)
+        sparse = inputs[..., z0::step, :, :]
+        sparse_spacing = (float(spacing[0]), float(spacing[1]), float(spacing[2]) * step)
+        window = self.context or shape[1:]
+        total = torch.zeros((sparse.shape[-3], *shape[1:]))
+        count = torch.zeros(shape[1:])
+        windows = 0
+        for y0 in window_starts(shape[1], window[0]):
+            for x0 in window_starts(shape[2], window[1]):
+                roi = Roi((0, y0, x0), (sparse.shape[-3], min(shape[1], y0 + window[0]), min(shape[2], x0 + window[1])))
+                logits = self.segment_roi(sparse, network, roi, sparse_spacing)
+                total[roi.slices] += torch.sigmoid(logits[0, 0].float()).cpu()
+                count[roi.slices[1:]] += 1
+                windows += 1
+        prob = (total / count).numpy()
+        la_range = self.localizer.la_range
+        candidates = la_candidates(prob, THRESHOLD, sparse_spacing[::-1])
+        ranked = sorted((c for c in candidates if not la_range.reasons(c)),
+                        key=lambda c: (c.at_in_plane_border, -c.mass_ml))
+        ranked += sorted((c for c in candidates if la_range.only_too_small(c)), key=lambda c: -c.mass_ml)
+        how = f"{windows} window(s) of {window[0]} x {window[1]} voxels on every {_nth(step) + ' ' if step > 1 else ''}slice"
+        found = []
+        for candidate in ranked:
+            lo, hi = mask_box(candidate.mask)
+            z_lo = max(0, z0 + lo[0] * step - step // 2)  # a searched slice stands for the step's slices about it
+            z_hi = min(shape[0], z0 + (hi[0] - 1) * step - step // 2 + step)
+            roi = roi_from_box((z_lo, lo[1], lo[2]), (z_hi, hi[1], hi[2]), shape, spacing, self.localizer.margin_mm,
+                               self.localizer.multiple)
+            found.append(Location(SEARCHED, roi, (
+                f"LA found by stage 2's search of the whole field of view ({how}): {candidate.describe()}; ROI "
+                f"{roi.shape} voxels (z, y, x), {100 * roi.fraction_of(shape):.1f} % of the scan"),
+                float(prob.max()), candidate))
+        if not candidates:
+            seen = f"no component of p > {THRESHOLD:g}"
+        else:
+            largest = max(candidates, key=lambda c: c.ml)
+            seen = f"the largest component {largest.describe()}" + (
+                f": {', '.join(la_range.reasons(largest))}" if la_range.reasons(largest) else "")
+        return found, f"its search of the whole field of view ({how}: {seen})"
 
     def segment_grown(self, inputs: torch.Tensor, network: Callable, location: Location,
                       spacing: Sequence[float]) -> tuple[Location, torch.Tensor, float]:
@@ -245,9 +363,8 @@ class TwoStageInferer(Inferer):
         spacing = _spacing(spacing)
         location = self.locate(inputs, spacing)
         out = torch.full((1, 2, *inputs.shape[-3:]), BACKGROUND_LOGIT, dtype=inputs.dtype, device=inputs.device)
-        if location.roi is not None or location.next_guesses:
-            location, logits = self.segment(inputs, network, location, spacing)
-            if logits is not None:
-                out[(..., *location.roi.slices)] = logits.to(out.dtype)
+        location, logits = self.segment(inputs, network, location, spacing)
+        if logits is not None:
+            out[(..., *location.roi.slices)] = logits.to(out.dtype)
         self.last_location = location
         return out

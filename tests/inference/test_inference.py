@@ -287,6 +287,11 @@ def test_inference_benchmark_times_a_small_whole_scan_through_both_stages():
     # random weights: stage 2 still runs on a fixed ROI of typical LA size, never on an empty one
     assert 0 < out["roi_share"] < 1 and all(n > 0 for n in out["roi_voxels_xyz"])
     assert {"read", "stage1", "stage2", "write_and_report"} <= set(out["phases"])
+    assert out["stage1"] == "found" and not out["stage1_missed"]
+    missed = time_scans(shape_zyx=(12, 96, 96), spacing=(2.5, 2.5, 5.0), gl_widths=(4, 8), gs_width=4,
+                        lstm_channels=4, profile="cpu", repeats=1, warmup=0, device="cpu", stage1_missed=True)
+    # stage 1 withheld: stage 2 searches the field of view (random weights: whatever it finds, or none)
+    assert missed["stage1_missed"] and missed["stage1"] in {"searched", "none"} and missed["phases"]["stage2"] > 0
 
 
 def test_the_real_carma_crop_gets_masks_on_its_own_grid(carma_dir, plan, tmp_path):

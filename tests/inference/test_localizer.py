@@ -15,6 +15,7 @@ from bundle.inference.localizer import (
     CROP,
     LA_ML_LITERATURE,
     NO_LA,
+    SEARCHED,
     WIDENED,
     WIDER_THRESHOLDS,
     LaRange,
@@ -23,7 +24,7 @@ from bundle.inference.localizer import (
     largest_component,
     to_coarse,
 )
-from bundle.inference.two_stage import BACKGROUND_LOGIT, TwoStageInferer
+from bundle.inference.two_stage import BACKGROUND_LOGIT, TwoStageInferer, window_starts
 from bundle.preprocessing.roi import Roi
 from bundle.quantification.qc import OK
 from bundle.training.datasets import localizer_items
@@ -140,8 +141,8 @@ def test_two_stage_runs_stage_2_only_on_the_roi():
     inside[roi.slices] = True
     assert torch.all(out[:, :, inside] == 1) and torch.all(out[:, :, ~inside] == BACKGROUND_LOGIT)
     assert {s[2:] for s in seen} == {roi.shape[1:]} and sum(s[0] for s in seen) == roi.shape[0]  # ROI slices only
-    none = TwoStageInferer(Localizer(BrightNet(level=5.0), _plan()))(v, stage2, spacing=SPACING)
-    assert torch.all(none == BACKGROUND_LOGIT)
+    none = TwoStageInferer(Localizer(BrightNet(level=5.0), _plan()), scan_search=False)(v, stage2, spacing=SPACING)
+    assert torch.all(none == BACKGROUND_LOGIT)  # stage 1 found nothing (its last resort, stage 2's search: below)
     whole = TwoStageInferer(None)(v, stage2)
     assert torch.all(whole == 1)
     with pytest.raises(ValueError, match="one volume at a time"):
@@ -402,7 +403,9 @@ def test_without_an_la_in_any_guess_stage_1s_answer_stands_and_says_so(distracto
     assert final.status == (OK if distractor else NO_LA)
     assert (final.roi is not None) == distractor and bool((out[0, 0] <= 0).all())
     refuted = "stage 1's choice (0.0 ml), a guess of 0 ml (0.0 ml)" if distractor else "a guess of 0 ml (0.0 ml)"
-    assert final.detail.endswith(f"stage 2 found no plausible LA (at least 1 ml) in {refuted}")
+    searched = ("its search of the whole field of view (1 window(s) of 64 x 96 voxels on every 2nd slice: no "
+                "component of p > 0.5)")  # without a context, one window: the whole slice
+    assert final.detail.endswith(f"stage 2 found no plausible LA (at least 1 ml) in {refuted}, {searched}")
     if not distractor:
         assert (out == BACKGROUND_LOGIT).all()
 
@@ -416,10 +419,68 @@ def test_stage_2_checks_at_most_max_guesses(monkeypatch):
     localizer.network = MapNet(pieces)
     monkeypatch.setattr(two_stage, "MAX_GUESSES", 2)
     net = CountingNet()
-    inferer = TwoStageInferer(localizer, roi_growths=0)
+    inferer = TwoStageInferer(localizer, roi_growths=0, scan_search=False)
     inferer(v, net, spacing=SPACING)  # each piece's ROI: 2 slices and 2 of margin on each side, one call
     assert net.calls == 2 and inferer.last_location.status == NO_LA
     assert inferer.last_location.detail.endswith("in a guess of 0 ml (0.0 ml), a guess of 0 ml (0.0 ml)")
+
+
+# --------------------------------------------------------------------------- stage 2 searches what stage 1 missed
+
+
+def test_search_windows_cover_the_axis_with_half_a_window_of_overlap():
+    assert window_starts(100, 40) == [0, 20, 40, 60]
+    assert window_starts(90, 40) == [0, 20, 40, 50]  # the last window ends at the axis's end
+    assert window_starts(64, 128) == [0] and window_starts(40, 40) == [0]
+    assert window_starts(10, 4, overlap=0.0) == [0, 4, 6]
+
+
+def _missed(tube: bool = False) -> tuple[torch.Tensor, np.ndarray, Localizer]:
+    """The scan of :func:`_guessing` (its 2 ml 'LA' block) with a stage 1 that sees nothing at all, and with
+    ``tube`` a bright 'aorta' 8 x 8 pixels across through every slice (8 x 8 x 32 mm, 2 ml: too elongated for an LA)."""
+    v, la, _ = _guessing(distractor=False)
+    if tube:
+        v[0, 0, :, 48:56, 70:78] = 1.0
+    localizer = Localizer(MapNet(np.full((8, 16, 24), 0.01, np.float32)), _plan(cases=[VEINED_LA]))
+    return v, la, localizer
+
+
+@pytest.mark.parametrize("tube", [False, True])
+def test_stage_2_searches_the_whole_field_of_view_when_stage_1_missed_the_la(tube):
+    v, la, localizer = _missed(tube)
+    first = localizer.locate(v[0, 0], SPACING)
+    assert first.status == NO_LA and not first.next_guesses  # nothing for stage 2 to check
+    inferer = TwoStageInferer(localizer, roi_growths=3, context=(32, 32))
+    net = CountingNet()
+    out = inferer(v, net, spacing=SPACING)
+    final = inferer.last_location
+    assert final.status == SEARCHED and final.roi.recall(la) == 1.0
+    assert torch.equal(out[0, 0] > 0, torch.as_tensor(la))  # the final pass: every slice of the found ROI
+    assert final.detail.startswith("stage 1 found no LA")
+    assert ("LA found by stage 2's search of the whole field of view (15 window(s) of 32 x 32 voxels on every 2nd "
+            "slice): 2 ml, 16 x 16 x 8 mm (x, y, z)") in final.detail  # y starts 0, 16, 32; x 0, 16, ..., 64
+    assert final.candidate.ml == pytest.approx(2.048)  # 2 searched slices of 4 mm, 16 x 16 pixels
+    assert net.calls >= 15 + 1  # every window, then the LA's ROI
+    missed = TwoStageInferer(localizer, roi_growths=3, context=(32, 32), scan_search=False)
+    assert torch.all(missed(v, sign_net, spacing=SPACING) == BACKGROUND_LOGIT)
+    assert missed.last_location.status == NO_LA
+
+
+def test_the_search_refutes_what_is_no_la_and_a_crop_is_never_searched():
+    v, la, localizer = _missed(tube=True)
+    v[0, 0][la] = 0.0  # the aorta alone
+    inferer = TwoStageInferer(localizer, context=(32, 32))
+    assert torch.all(inferer(v, sign_net, spacing=SPACING) == BACKGROUND_LOGIT)
+    final = inferer.last_location
+    assert final.status == NO_LA and final.roi is None
+    assert final.detail.endswith("its search of the whole field of view (15 window(s) of 32 x 32 voxels on every 2nd "
+                                 "slice: the largest component 2 ml, 8 x 8 x 32 mm (x, y, z), p mean 1.00 max 1.00, "
+                                 "at the scan's z-/z+ border: longest/shortest extent 4.0 over 3.0)")
+    crop_plan = _plan(cases=[VEINED_LA], crop_fov_mm=500.0)  # every scan narrower than 500 mm is a crop
+    net = CountingNet()
+    crop = TwoStageInferer(Localizer(MapNet(np.zeros((8, 16, 24), np.float32)), crop_plan), context=(32, 32))
+    crop(v, net, spacing=SPACING)
+    assert crop.last_location.status == CROP and net.calls == 2  # the whole crop's 16 slices once: nothing searched
 
 
 # --------------------------------------------------------------------------- a real localiser on whole-FOV phantoms
