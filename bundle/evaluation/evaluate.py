@@ -212,6 +212,7 @@ def evaluate_predictions(
                                                                           for k, _ in QUANTITIES.values())),
         "roi_recall_min": min((r["roi_recall"] for r in ok if math.isfinite(r["roi_recall"])), default=None),
         "no_la": [r["scan"] for r in ok if r.get("stage1") == "none"],
+        "searched": [r["scan"] for r in ok if r.get("stage1") == "searched"],  # stage 1 missed, stage 2 found
         "cavity_scored": any(math.isfinite(r["cavity_dsc"]) for r in ok),
         "scar_scored": any(math.isfinite(r["scar_dsc"]) for r in ok),
         "agreement": agreement(ok) if ok else {},

@@ -7,7 +7,7 @@ of the training families (new patients: the in-distribution reference), and on t
 MRI Toolkit (manual LA cavity and wall; the toolkit's automatic scar), if its files are there. One row per cohort:
 scans, LA and scar Dice, the predicted-to-true LA volume ratio, the share of it taken in further than
 :data:`~bundle.evaluation.metrics.FAR_MM` from the truth (another structure, not a boundary drawn out), and how many
-scans stage 1 found no LA in.
+scans no LA was found in (neither stage 1 nor stage 2's checks and search) and how many only stage 2's search found.
 
 ``configs/generalization.yaml`` trains without the held-out families and runs :func:`evaluate_cohorts`;
 ``configs/evaluate_generalization.yaml`` runs it for a model trained otherwise (the default model).
@@ -45,7 +45,8 @@ CARMA_FILES = {"image": "autoscar-data.nrrd", "endo": "autoscar-endo.nrrd", "wal
                "scar": "baseline-CMRToolkitAutomaticLeftAtrialScarTest.nrrd"}
 """The real post-ablation crop of the Cardiac MRI Toolkit's test data and its labels (``../shared/data/carma``)."""
 
-TABLE_COLUMNS = ("cohort", "families", "scans", "la_dsc", "la_volume_ratio", "la_far_osr", "scar_dsc", "no_la")
+TABLE_COLUMNS = ("cohort", "families", "scans", "la_dsc", "la_volume_ratio", "la_far_osr", "scar_dsc", "no_la",
+                 "searched")
 
 
 def training_families(held_out: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -111,7 +112,8 @@ def _row(name: str, families: Mapping | str, summary: Mapping, metrics_csv: Path
         "la_volume_ratio": {"median": float(np.median(ratios)) if ratios else math.nan,
                             "min": float(min(ratios)) if ratios else math.nan,
                             "max": float(max(ratios)) if ratios else math.nan},
-        "no_la": len(summary.get("no_la", [])), "failed": summary["n_failed"],
+        "no_la": len(summary.get("no_la", [])), "searched": len(summary.get("searched", [])),
+        "failed": summary["n_failed"],
         "scar_by_intensity": {member: v["scar_dsc"] for member, v in
                               summary.get("by_family", {}).get("intensity", {}).items()},
     }
@@ -157,8 +159,9 @@ def evaluate_cohorts(segmenter: Segmenter, held_out: Mapping[str, Sequence[str]]
     atomic_write_text(out / "generalization.md", format_table(rows))
     for row in rows:
         logger.info("%s: LA DSC %s, scar DSC %s, LA volume ratio %.2f (taken in further than %g mm: %s), no LA in "
-                    "%d of %d", row["cohort"], _cell(row["la_dsc"]), _cell(row["scar_dsc"]),
-                    row["la_volume_ratio"]["median"], FAR_MM, _cell(row["la_far_osr"]), row["no_la"], row["scans"])
+                    "%d of %d (stage 2's search found it in %d)", row["cohort"], _cell(row["la_dsc"]),
+                    _cell(row["scar_dsc"]), row["la_volume_ratio"]["median"], FAR_MM, _cell(row["la_far_osr"]),
+                    row["no_la"], row["scans"], row["searched"])
     return rows
 
 
@@ -170,15 +173,15 @@ def format_table(rows: Sequence[Mapping]) -> str:
     """The rows as a Markdown table."""
     lines = ["| cohort | scans | LA DSC | LA volume / truth (median, range) | LA taken in further than "
              f"{FAR_MM:g} mm from the truth (share of its volume) | scar DSC | scar DSC by intensity model (scans) | "
-             "stage 1 found no LA |",
-             "|---|---|---|---|---|---|---|---|"]
+             "no LA found | stage 1 missed, stage 2's search found |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["la_volume_ratio"]
         span = "n/a" if math.isnan(ratio["median"]) else f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
         by_intensity = ", ".join(f"{m} {v['mean']:.3f} ({v['n']})" for m, v in r.get("scar_by_intensity", {}).items()
                                  if v.get("n", 0)) or "n/a"
         lines.append(f"| {r['cohort']} | {r['scans']} | {_cell(r['la_dsc'])} | {span} | {_cell(r['la_far_osr'])} | "
-                     f"{_cell(r['scar_dsc'])} | {by_intensity} | {r['no_la']} |")
+                     f"{_cell(r['scar_dsc'])} | {by_intensity} | {r['no_la']} | {r.get('searched', 0)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -248,7 +248,7 @@ class TwoStageInferer(Inferer):
                 found, logits, la_ml = self.segment_grown(inputs, network, guess, spacing)
                 if la_ml >= least_ml:
                     return answer(found, logits)
-                refuted.append(f"its search's LA of {guess.candidate.ml:.0f} ml ({la_ml:.1f} ml)")
+                refuted.append(f"its search's component of {guess.candidate.ml:.1f} ml ({la_ml:.1f} ml)")
             if not searched:
                 refuted.append(summary)
         note = f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}" if refuted else ""

@@ -21,6 +21,9 @@ its source in the report's ``meta`` (:meth:`QcRules.describe`); ``qc`` is ``ok``
   LA) below :attr:`QcRules.qc_score_min`. Off by default (None): measured on the phantom validation, test and shifted
   scans, the score ranks worse segmentations *higher* (README, "Quality check"), so no threshold on it would pick the
   bad ones. A lab whose own measurement shows otherwise sets the threshold.
+- **Stage 1 missed the LA** (``stage1`` ``searched``, :attr:`QcRules.flag_searched`): stage 1 found no plausible LA
+  and stage 2 found one only by searching the whole field of view (:mod:`bundle.inference.two_stage`). A scan unlike
+  anything stage 1 learnt: what stage 2 found there deserves a look.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class QcRules:
     removed_percent_max: float = 10.0
     scar_percent_max: float = 50.0
     qc_score_min: float | None = None
+    flag_searched: bool = True
 
     def describe(self) -> dict:
         """The thresholds and their sources, for the report's ``meta``."""
@@ -64,10 +68,13 @@ class QcRules:
             "removed_percent_max": "project bound",
             "qc_score_min": "off (None) by default: qc_score was measured to rank worse segmentations higher "
                             "(README, Quality check)",
+            "flag_searched": "project rule: stage 1 missed the LA, found only by stage 2's search of the field of "
+                             "view",
         }}
 
     def reasons(self, row: Mapping) -> list[str]:
-        """The rules a report row (``la_ml``, ``scar_percent``, ``removed_ml``, ``borders``, ``qc_score``) trips."""
+        """The rules a report row (``la_ml``, ``scar_percent``, ``removed_ml``, ``borders``, ``qc_score``,
+        ``stage1``) trips."""
         found = []
         la_ml = row.get("la_ml")
         if la_ml is not None and not self.la_ml_min <= la_ml <= self.la_ml_max:
@@ -83,6 +90,8 @@ class QcRules:
         score = row.get("qc_score")
         if self.qc_score_min is not None and score is not None and not math.isnan(score) and score < self.qc_score_min:
             found.append(f"low adversarial confidence (qc_score {score:.2f} < {self.qc_score_min:g})")
+        if self.flag_searched and row.get("stage1") == "searched":
+            found.append("stage 1 missed the LA (found by stage 2's search of the field of view)")
         return found
 
     def check(self, row: Mapping) -> str:

@@ -217,6 +217,18 @@ def test_scans_where_stage_1_found_no_la_are_scored_and_drawn_as_empty(tiny_data
     assert len(list((tmp_path / "eval").glob("overlay_*.png"))) == 2
 
 
+def test_scans_only_stage_2s_search_found_are_listed_apart_from_those_without_la(tiny_dataset, tmp_path):
+    root, _ = tiny_dataset
+    records = read_dataset(root, "datalist")[:3]
+    _write_predictions(records[1:], tmp_path / "pred")
+    write_report([{"scan": records[0]["scan"], "status": "no_la", "stage1": "none"},
+                  {"scan": records[1]["scan"], "status": "ok", "stage1": "searched"},
+                  {"scan": records[2]["scan"], "status": "ok", "stage1": "found"}], tmp_path / "pred")
+    summary = evaluate_predictions(tmp_path / "pred", records, tmp_path / "eval", plots=False)
+    assert summary["no_la"] == [records[0]["scan"]] and summary["searched"] == [records[1]["scan"]]
+    assert summary["n_failed"] == 0 and summary["n_cases"] == 3
+
+
 def test_a_prediction_on_another_grid_fails_that_case_only(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     records = read_dataset(root, "datalist")[:2]

@@ -76,5 +76,7 @@ def test_evaluate_cohorts_writes_a_row_per_cohort(tmp_path, tiny_dataset):
     dark_line = next(line for line in table.splitlines() if line.startswith("| intensity_dark |"))
     assert f"dark {rows[1]['scar_by_intensity']['dark']['mean']:.3f} ({rows[1]['scans']})" in dark_line
     assert f"| {rows[1]['la_far_osr']['mean']:.3f} +- " in dark_line and "further than 3 mm" in table
+    assert dark_line.endswith("| 0 | 0 |") and "| no LA found | stage 1 missed, stage 2's search found |" in table
+    assert all(r["no_la"] == 0 and r["searched"] == 0 for r in rows)  # no stage 1: every scan a crop, none missed
     saved = json.loads((tmp_path / "out" / "generalization.json").read_text())
     assert saved["held_out"] == {"intensity": ["dark"], "anatomy": ["left_common"]} and len(saved["rows"]) == len(rows)

@@ -466,6 +466,20 @@ def test_stage_2_searches_the_whole_field_of_view_when_stage_1_missed_the_la(tub
     assert missed.last_location.status == NO_LA
 
 
+def test_a_2_5d_stage_2_searches_with_neighbours_among_the_searched_slices():
+    v, la, localizer = _missed()
+    seen = []
+
+    def centre_net(x: torch.Tensor) -> torch.Tensor:  # a 2.5D stand-in: 3 channels in, the centre slice decides
+        seen.append(x.shape[1])
+        return sign_net(x[:, 1:2])
+
+    inferer = TwoStageInferer(localizer, roi_growths=3, context=(32, 32), neighbour_mm=2.0)
+    out = inferer(v, centre_net, spacing=SPACING)
+    assert inferer.last_location.status == SEARCHED and torch.equal(out[0, 0] > 0, torch.as_tensor(la))
+    assert set(seen) == {3}
+
+
 def test_the_search_refutes_what_is_no_la_and_a_crop_is_never_searched():
     v, la, localizer = _missed(tube=True)
     v[0, 0][la] = 0.0  # the aorta alone

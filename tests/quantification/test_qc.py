@@ -33,10 +33,16 @@ def test_a_clean_row_passes():
     ({"scar_percent": 64.0}, "scar 64 % of the wall, over 50 %"),
     ({"removed_ml": 20.0}, "20.0 ml of LA outside its largest component (18 % of the LA, over 10 %)"),
     ({"borders": ["image border (superior)"]}, "LA touches the image border (superior)"),
+    ({"stage1": "searched"}, "stage 1 missed the LA (found by stage 2's search of the field of view)"),
 ])
 def test_each_rule_fires_on_a_case_made_to_trip_it(change, reason):
     found = QcRules().reasons({**CLEAN, **change})
     assert found == [reason]
+
+
+def test_a_scan_stage_1_found_is_not_flagged_and_the_search_flag_can_be_turned_off():
+    assert all(QcRules().check({**CLEAN, "stage1": s}) == OK for s in ("found", "widened", "crop"))
+    assert QcRules(flag_searched=False).check({**CLEAN, "stage1": "searched"}) == OK
 
 
 def test_adversarial_confidence_rule_is_off_unless_a_threshold_is_set():
