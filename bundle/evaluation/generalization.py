@@ -180,8 +180,9 @@ def format_table(rows: Sequence[Mapping]) -> str:
         span = "n/a" if math.isnan(ratio["median"]) else f"{ratio['median']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})"
         by_intensity = ", ".join(f"{m} {v['mean']:.3f} ({v['n']})" for m, v in r.get("scar_by_intensity", {}).items()
                                  if v.get("n", 0)) or "n/a"
+        searched = r.get("searched", 0)  # rows written before stage 2 searched have none
         lines.append(f"| {r['cohort']} | {r['scans']} | {_cell(r['la_dsc'])} | {span} | {_cell(r['la_far_osr'])} | "
-                     f"{_cell(r['scar_dsc'])} | {by_intensity} | {r['no_la']} | {r.get('searched', 0)} |")
+                     f"{_cell(r['scar_dsc'])} | {by_intensity} | {r['no_la']} | {searched} |")
     return "\n".join(lines) + "\n"
 
 

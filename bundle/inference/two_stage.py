@@ -260,9 +260,9 @@ class TwoStageInferer(Inferer):
     def search_scan(self, inputs: torch.Tensor, network: Callable, spacing: Sequence[float]
                     ) -> tuple[list[Location], str]:
         """Stage 2 over the whole field of view of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm, for a scan
-        on which stage 1 missed the LA: the LAs it may have found, best first, as :data:`~bundle.inference.localizer.SEARCHED`
-        locations (each with its ROI on the volume, its ``candidate`` the component on the search's grid), and a
-        phrase saying what the search saw (for a detail without one).
+        on which stage 1 missed the LA: the LAs it may have found, best first, as
+        :data:`~bundle.inference.localizer.SEARCHED` locations (each with its ROI on the volume, its ``candidate``
+        the component on the search's grid), and a phrase saying what the search saw (for a detail without one).
 
         Stage 2 runs on every k-th slice (:data:`SCAN_SEARCH_STEP_MM`) in windows of its training patch
         (``context``; the whole slice without one) overlapping by :data:`SCAN_SEARCH_OVERLAP`, each window z-scored
@@ -271,7 +271,7 @@ class TwoStageInferer(Inferer):
         plan's and the literature's LA) and ranked as it ranks them (not at the scan's in-plane border first, then
         by probability mass); after them come those only too small (:meth:`~bundle.inference.localizer.LaRange.
         only_too_small`), by mass: on sparse slices, with windows that see the LA at their edge averaged in, the
-        search's LA is smaller than the full pass's (on 46 whole phantom scans 0.2-0.9 of it), and the full pass
+        search's LA is smaller than the full pass's (on 45 whole phantom scans 0.17-0.91 of it), and the full pass
         on its ROI decides. A 2.5D stage 2 takes its neighbours among the searched slices.
         """
         shape = tuple(int(n) for n in inputs.shape[-3:])
@@ -296,7 +296,8 @@ class TwoStageInferer(Inferer):
         ranked = sorted((c for c in candidates if not la_range.reasons(c)),
                         key=lambda c: (c.at_in_plane_border, -c.mass_ml))
         ranked += sorted((c for c in candidates if la_range.only_too_small(c)), key=lambda c: -c.mass_ml)
-        how = f"{windows} window(s) of {window[0]} x {window[1]} voxels on every {_nth(step) + ' ' if step > 1 else ''}slice"
+        every = f"every {_nth(step)} slice" if step > 1 else "every slice"
+        how = f"{windows} window(s) of {window[0]} x {window[1]} voxels on {every}"
         found = []
         for candidate in ranked:
             lo, hi = mask_box(candidate.mask)
