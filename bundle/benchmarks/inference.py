@@ -120,24 +120,25 @@ def time_scans(
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             centre = pool.submit(_write_phantom, str(scan), shape_zyx, spacing).result()
         loc = decisions["localizer"]["value"]
-        if model_file and localizer_file:
+        trained = bool(model_file and localizer_file)
+        if trained:
             network = load_model(model_file, CascadeNet(1, gl_widths, gs_width, "adaptive", lstm_channels), dev)
-            stage1 = MissedLocalizer if stage1_missed else Localizer
-            locator = stage1(load_model(localizer_file, LocalizerNet(loc["widths"], loc["strides"]), dev), plan, dev)
-        elif stage1_missed:
-            torch.manual_seed(0)
-            network = CascadeNet(1, gl_widths, gs_width, "adaptive", lstm_channels).to(dev).eval()
-            locator = MissedLocalizer(LocalizerNet(loc["widths"], loc["strides"]).to(dev).eval(), plan, dev)
+            stage1 = load_model(localizer_file, LocalizerNet(loc["widths"], loc["strides"]), dev)
         else:
             torch.manual_seed(0)
             network = CascadeNet(1, gl_widths, gs_width, "adaptive", lstm_channels).to(dev).eval()
+            stage1 = LocalizerNet(loc["widths"], loc["strides"]).to(dev).eval()
+        if stage1_missed:
+            locator = MissedLocalizer(stage1, plan, dev)
+        elif trained:
+            locator = Localizer(stage1, plan, dev)
+        else:
             extent = [plan["fingerprint"]["summary"]["la_extent_mm"][a]["p50"] for a in ("x", "y", "z")]
-            locator = FixedRoiLocalizer(LocalizerNet(loc["widths"], loc["strides"]).to(dev).eval(), plan, centre,
-                                        extent, dev)
+            locator = FixedRoiLocalizer(stage1, plan, centre, extent, dev)
         segmenter = Segmenter(runner(network, backend, dev), plan, locator, device=dev,
                               closing_radius_mm=closing_radius_mm, batch_size=batch_size,
-                              roi_growths=MAX_ROI_GROWTHS if model_file and localizer_file else 0,  # random: fixed ROI
-                              scan_search=bool(model_file and localizer_file) or stage1_missed)
+                              roi_growths=MAX_ROI_GROWTHS if trained else 0,  # random: a fixed ROI, never searched
+                              scan_search=trained or stage1_missed)
         times, phases, result = [], [], None
         for i in range(warmup + repeats):
             if dev.type == "cuda":
@@ -163,7 +164,7 @@ def time_scans(
         "shape_zyx": list(shape_zyx),
         "spacing": list(spacing), "profile": profile, "gl_widths": list(gl_widths), "gs_width": gs_width,
         "lstm_channels": lstm_channels, "localizer_widths": loc["widths"], "batch_size": batch_size,
-        "trained": bool(model_file and localizer_file), "stage1_missed": bool(stage1_missed), "repeats": repeats,
+        "trained": trained, "stage1_missed": bool(stage1_missed), "repeats": repeats,
         "stage1": result.stage1,
         "seconds_per_scan": round(seconds, 3), "seconds_min": round(min(times), 3),
         "phases": {k: round(v, 3) for k, v in phases[median].items()},

@@ -33,8 +33,8 @@ from bundle.preprocessing.roi import Roi, roi_from_coarse_mask
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CROP", "NO_LA", "OK", "SEARCHED", "WIDENED", "Candidate", "LaRange", "Localizer", "Location", "coarse_shape",
-           "find_la", "la_candidates", "largest_component", "to_coarse"]
+__all__ = ["CROP", "NO_LA", "OK", "SEARCHED", "WIDENED", "Candidate", "LaRange", "Localizer", "Location",
+           "coarse_shape", "find_la", "judge", "la_candidates", "largest_component", "to_coarse"]
 
 THRESHOLD = 0.5
 """Stage-1 probability above which a coarse voxel is LA."""
@@ -277,20 +277,24 @@ Step = tuple[int, list[Candidate], list[tuple[Candidate, list[str]]]]
 their reasons)."""
 
 
+def judge(candidates: Sequence[Candidate], la_range: LaRange
+          ) -> tuple[list[Candidate], list[tuple[Candidate, list[str]]]]:
+    """The plausible ``candidates``, best first (those not at the scan's in-plane border before those at it, then by
+    probability mass), and the implausible ones with their reasons (:meth:`LaRange.reasons`), in their order."""
+    plausible, rejected = [], []
+    for candidate in candidates:
+        reasons = la_range.reasons(candidate)
+        if reasons:
+            rejected.append((candidate, reasons))
+        else:
+            plausible.append(candidate)
+    return sorted(plausible, key=lambda c: (c.at_in_plane_border, -c.mass_ml)), rejected
+
+
 def _search(prob: np.ndarray, spacing_zyx: Sequence[float], la_range: LaRange) -> list[Step]:
-    """Every step of :data:`SEARCH`, judged. Best first: the candidates not at the scan's in-plane border before
-    those at it, then by probability mass."""
-    steps = []
-    for step, (threshold, singles, merged) in enumerate(SEARCH):
-        plausible, rejected = [], []
-        for candidate in la_candidates(prob, threshold, spacing_zyx, singles, merged):
-            reasons = la_range.reasons(candidate)
-            if reasons:
-                rejected.append((candidate, reasons))
-            else:
-                plausible.append(candidate)
-        steps.append((step, sorted(plausible, key=lambda c: (c.at_in_plane_border, -c.mass_ml)), rejected))
-    return steps
+    """Every step of :data:`SEARCH`, judged (:func:`judge`)."""
+    return [(step, *judge(la_candidates(prob, threshold, spacing_zyx, singles, merged), la_range))
+            for step, (threshold, singles, merged) in enumerate(SEARCH)]
 
 
 def _choice(steps: Sequence[Step]) -> tuple[str, Candidate | None, list[tuple[Candidate, list[str]]]]:
@@ -354,8 +358,9 @@ def rejections(rejected: Sequence[tuple[Candidate, list[str]]], limit: int = REP
 @dataclass
 class Location:
     """Stage 1's answer for one scan: ``status`` (:data:`OK`, :data:`WIDENED`, :data:`CROP` or :data:`NO_LA`; stage 2
-    may make it :data:`SEARCHED`), the ROI on the preprocessed grid (None for :data:`NO_LA`), a sentence saying why, the highest LA probability, and the
-    coarse component chosen (None for a crop or without stage 1)."""
+    may make it :data:`SEARCHED`), the ROI on the preprocessed grid (None for :data:`NO_LA`), a sentence saying why,
+    the highest LA probability, and the coarse component chosen (None for a crop or without stage 1; for
+    :data:`SEARCHED`, the component on stage 2's search grid)."""
 
     status: str
     roi: Roi | None

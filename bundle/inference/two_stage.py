@@ -36,6 +36,7 @@ from bundle.inference.localizer import (
     THRESHOLD,
     Localizer,
     Location,
+    judge,
     la_candidates,
     largest_component,
     side_name,
@@ -293,9 +294,8 @@ class TwoStageInferer(Inferer):
         prob = (total / count).numpy()
         la_range = self.localizer.la_range
         candidates = la_candidates(prob, THRESHOLD, sparse_spacing[::-1])
-        ranked = sorted((c for c in candidates if not la_range.reasons(c)),
-                        key=lambda c: (c.at_in_plane_border, -c.mass_ml))
-        ranked += sorted((c for c in candidates if la_range.only_too_small(c)), key=lambda c: -c.mass_ml)
+        plausible, rejected = judge(candidates, la_range)
+        ranked = plausible + sorted((c for c, _ in rejected if la_range.only_too_small(c)), key=lambda c: -c.mass_ml)
         every = f"every {_nth(step)} slice" if step > 1 else "every slice"
         how = f"{windows} window(s) of {window[0]} x {window[1]} voxels on {every}"
         found = []
@@ -313,8 +313,8 @@ class TwoStageInferer(Inferer):
             seen = f"no component of p > {THRESHOLD:g}"
         else:
             largest = max(candidates, key=lambda c: c.ml)
-            seen = f"the largest component {largest.describe()}" + (
-                f": {', '.join(la_range.reasons(largest))}" if la_range.reasons(largest) else "")
+            reasons = la_range.reasons(largest)
+            seen = f"the largest component {largest.describe()}" + (f": {', '.join(reasons)}" if reasons else "")
         return found, f"its search of the whole field of view ({how}: {seen})"
 
     def segment_grown(self, inputs: torch.Tensor, network: Callable, location: Location,
