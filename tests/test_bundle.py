@@ -69,7 +69,8 @@ def test_training_run_end_to_end(tmp_path):
     from bundle.networks import LocalizerNet
 
     data, models = tmp_path / "phantom", tmp_path / "models"
-    run = _run(_bundle_cmd(tmp_path, "--gl_warmup_epochs", "2", "--scar_warmup_epochs", "1"))
+    run = _run(_bundle_cmd(tmp_path, "--gl_warmup_epochs", "2", "--scar_warmup_epochs", "1",
+                           "--average_from_epoch", "1"))
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-3000:]
     assert " - ERROR - " not in log, log[-3000:]
@@ -81,6 +82,7 @@ def test_training_run_end_to_end(tmp_path):
     assert "localizer_loss" in log and "stage 1 on 2 validation scans: ROI recall" in log
     assert "stage 2a: Gl alone for 2 epochs" in log and "gl_warmup_loss" in log
     assert "stage 2b: Ga and Gs on the frozen Gl for 1 epochs" in log and "scar_warmup_loss" in log
+    assert "Gls is now the mean of its last" in log   # weight averaging, before the last validation
     assert (models / "model.pt").is_file() and (models / "checkpoint_final.pt").is_file()
     scripted = torch.jit.load(str(models / "model.ts"))
     size = plan["decisions"]["patch_size"]["value"]
@@ -93,7 +95,9 @@ def test_training_run_end_to_end(tmp_path):
     t = confidence(torch.rand(1, 3, *size))
     assert t.shape == (1, 1, *size) and 0 <= float(t.min()) <= float(t.max()) <= 1
     state = torch.load(models / "checkpoint_final.pt", weights_only=True)
-    assert {"network", "discriminator", "optimizer", "d_optimizer", "loss", "lr_scheduler", "trainer"} <= set(state)
+    assert {"network", "discriminator", "optimizer", "d_optimizer", "loss", "lr_scheduler", "trainer",
+            "weight_averaging"} <= set(state)
+    assert int(state["weight_averaging"]["n_averaged"]) == state["trainer"]["epoch_length"]
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] and "log_vars" in state["loss"]
 
     # inference.yaml: the exported model on the folder of scans; masks on each scan's grid, a report row each
