@@ -101,6 +101,7 @@ def time_scans(
     warmup: int = 1,
     device: str | None = None,
     stage1_missed: bool = False,
+    rotations_deg: Sequence[float] | None = (-20.0, 0.0, 20.0),
 ) -> dict:
     """Median seconds per whole scan (read, both stages, write; after ``warmup``), its phases, the ROI, the peak
     memory and the settings. The plan's decisions are re-derived for ``profile`` from ``plan_file``'s fingerprint;
@@ -108,7 +109,8 @@ def time_scans(
 
     ``stage1_missed``: stage 1 finds no LA (:class:`MissedLocalizer`), so the time is that of a scan it misses: stage
     2's search of the whole field of view and its pass on what it found (``stage2`` holds both; ``stage1`` in the
-    result says whether the search found an LA, ``searched``, or not, ``none``)."""
+    result says whether the search found an LA, ``searched``, or not, ``none``). ``rotations_deg``: stage 2's
+    test-time rotations (configs/inference.yaml's ``tta_rotations_deg``; None or [0]: one pass)."""
     sizes = preset(profile, gl_widths=gl_widths, gs_width=gs_width, lstm_channels=lstm_channels)
     gl_widths, gs_width, lstm_channels = sizes["gl_widths"], sizes["gs_width"], sizes["lstm_channels"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -138,7 +140,7 @@ def time_scans(
         segmenter = Segmenter(runner(network, backend, dev), plan, locator, device=dev,
                               closing_radius_mm=closing_radius_mm, batch_size=batch_size,
                               roi_growths=MAX_ROI_GROWTHS if trained else 0,  # random: a fixed ROI, never searched
-                              scan_search=trained or stage1_missed)
+                              scan_search=trained or stage1_missed, rotations_deg=rotations_deg)
         times, phases, result = [], [], None
         for i in range(warmup + repeats):
             if dev.type == "cuda":
@@ -165,6 +167,7 @@ def time_scans(
         "spacing": list(spacing), "profile": profile, "gl_widths": list(gl_widths), "gs_width": gs_width,
         "lstm_channels": lstm_channels, "localizer_widths": loc["widths"], "batch_size": batch_size,
         "trained": trained, "stage1_missed": bool(stage1_missed), "repeats": repeats,
+        "rotations_deg": list(segmenter.stages.rotations_deg),
         "stage1": result.stage1,
         "seconds_per_scan": round(seconds, 3), "seconds_min": round(min(times), 3),
         "phases": {k: round(v, 3) for k, v in phases[median].items()},

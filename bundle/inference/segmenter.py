@@ -103,6 +103,8 @@ class Segmenter:
             (:meth:`~bundle.inference.two_stage.TwoStageInferer.search_scan`).
         neighbour_mm: the model's 2.5D input (each slice with the slices this many mm below and above; None: 2D),
             as it was trained (``neighbour_mm`` of configs/train.yaml).
+        rotations_deg: stage 2's test-time augmentation, the mean over the slices turned by these in-plane angles
+            (:class:`~bundle.inference.two_stage.TwoStageInferer`); None: one pass.
 
     A plan without scar labels (``scar_labels`` ``none``: the model's scar head was never trained) gives no scar.
     """
@@ -111,7 +113,7 @@ class Segmenter:
         self, network: torch.nn.Module | Callable, plan: Mapping, localizer: Localizer | None = None,
         inferer: Inferer | None = None, device: str | torch.device = "cpu", closing_radius_mm: float = 0.0,
         batch_size: int = 8, discriminator: torch.nn.Module | None = None, roi_growths: int = MAX_ROI_GROWTHS,
-        neighbour_mm: float | None = None, scan_search: bool = True,
+        neighbour_mm: float | None = None, scan_search: bool = True, rotations_deg: Sequence[float] | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.network = network.to(self.device) if isinstance(network, torch.nn.Module) else network
@@ -121,7 +123,7 @@ class Segmenter:
         self.segments_scar = plan_scar_labels(self.plan) != "none"
         self.stages = TwoStageInferer(localizer, inferer, batch_size, roi_growths,
                                       context=self.plan["decisions"]["patch_size"]["value"], neighbour_mm=neighbour_mm,
-                                      scan_search=scan_search)
+                                      scan_search=scan_search, rotations_deg=rotations_deg)
         self.closing_radius_mm = float(closing_radius_mm)
         self.orientation = plan_orientation(self.plan)
         self.timings: dict[str, float] = {}
@@ -281,7 +283,8 @@ def segment_scans(
         return row
 
     meta = {"orientation": segmenter.orientation, "threshold": THRESHOLD,
-            "closing_radius_mm": segmenter.closing_radius_mm, "qc_rules": rules.describe(),
+            "closing_radius_mm": segmenter.closing_radius_mm,
+            "tta_rotations_deg": list(segmenter.stages.rotations_deg), "qc_rules": rules.describe(),
             "surface": SURFACE_META if save_surface else None, **(meta or {})}
     rows = run_batch(records, process, what="inference")
     for row in rows:  # a scan without masks needs a look too: qc says why

@@ -41,6 +41,7 @@ from bundle.inference.localizer import (
     largest_component,
     side_name,
 )
+from bundle.inference.rotations import RotationAverage
 from bundle.preprocessing.neighbours import neighbour_offset, stack_neighbours
 from bundle.preprocessing.roi import ROI_EPSILON, Roi, mask_box, roi_from_box, roi_moments
 
@@ -131,6 +132,10 @@ class TwoStageInferer(Inferer):
             ROI (:mod:`bundle.preprocessing.neighbours`; the scan's spacing is then needed); None: a 2D stage 2.
         scan_search: whether stage 2 searches the whole field of view (:meth:`search_scan`) when neither stage 1's
             choice nor its guesses hold a plausible LA.
+        rotations_deg: stage 2's test-time augmentation: each ROI pass is the mean of its probabilities over the
+            slices turned by these in-plane angles (:class:`~bundle.inference.rotations.RotationAverage`; 0 is the
+            slice as it is), its cost that many passes; the search's windows are never turned (they only point at
+            ROIs, which are then segmented with it). None or empty: the slices as they are, one pass.
 
     ``last_location`` holds stage 1's answer for the latest volume (its status, the ROI stage 2 segmented, and why).
     """
@@ -138,9 +143,12 @@ class TwoStageInferer(Inferer):
     def __init__(self, localizer: Localizer | None = None, roi_inferer: Inferer | None = None,
                  batch_size: int = 8, roi_growths: int = MAX_ROI_GROWTHS,
                  context: Sequence[int] | None = None, neighbour_mm: float | None = None,
-                 scan_search: bool = True) -> None:
+                 scan_search: bool = True, rotations_deg: Sequence[float] | None = None) -> None:
         super().__init__()
         self.scan_search = bool(scan_search)
+        self.rotations_deg = tuple(float(a) for a in rotations_deg or ())
+        if self.rotations_deg:
+            RotationAverage(torch.nn.Identity(), self.rotations_deg)  # refuses bad angles now, not on the first scan
         self.context = None if context is None else tuple(int(c) for c in context)
         self.neighbour_mm = None if neighbour_mm is None else float(neighbour_mm)
         self.localizer = localizer
@@ -157,9 +165,12 @@ class TwoStageInferer(Inferer):
         return self.localizer.locate(inputs[0, 0], spacing)
 
     def segment_roi(self, inputs: torch.Tensor, network: Callable, roi: Roi,
-                    spacing: Sequence[float] | None = None) -> torch.Tensor:
+                    spacing: Sequence[float] | None = None, rotate: bool = True) -> torch.Tensor:
         """Stage 2's logits (1, 2, *roi.shape) on the ROI of a (1, C, Z, Y, X) volume of ``spacing`` (x, y, z) mm,
-        as :meth:`network_input` gives it, seen within its ``context`` window."""
+        as :meth:`network_input` gives it, seen within its ``context`` window; averaged over ``rotations_deg`` when
+        set and ``rotate``."""
+        if rotate and any(self.rotations_deg):   # [0] is the slices as they are: one pass, no wrapper
+            network = RotationAverage(network, self.rotations_deg)
         window = roi if self.context is None else roi.widened_to(self.context, inputs.shape[-3:])
         x = self.network_input(inputs, roi, spacing, window)
         # a scan narrower than the patch (a crop) is padded with zeros (the ROI's mean) about its centre, as
@@ -287,7 +298,7 @@ class TwoStageInferer(Inferer):
         for y0 in window_starts(shape[1], window[0]):
             for x0 in window_starts(shape[2], window[1]):
                 roi = Roi((0, y0, x0), (sparse.shape[-3], min(shape[1], y0 + window[0]), min(shape[2], x0 + window[1])))
-                logits = self.segment_roi(sparse, network, roi, sparse_spacing)
+                logits = self.segment_roi(sparse, network, roi, sparse_spacing, rotate=False)
                 total[roi.slices] += torch.sigmoid(logits[0, 0].float()).cpu()
                 count[roi.slices[1:]] += 1
                 windows += 1
