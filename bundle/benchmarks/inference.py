@@ -28,6 +28,7 @@ from bundle.data.io import read_image, write_image
 from bundle.data.predictions import write_prediction
 from bundle.inference.backends import CPU_BACKEND, runner
 from bundle.inference.localizer import NO_LA, Localizer, Location
+from bundle.inference.rotations import DEFAULT_ROTATIONS_DEG
 from bundle.inference.segmenter import Segmenter
 from bundle.inference.two_stage import MAX_ROI_GROWTHS
 from bundle.networks import CascadeNet, LocalizerNet
@@ -101,7 +102,7 @@ def time_scans(
     warmup: int = 1,
     device: str | None = None,
     stage1_missed: bool = False,
-    rotations_deg: Sequence[float] | None = (-20.0, 0.0, 20.0),
+    rotations_deg: Sequence[float] | None = DEFAULT_ROTATIONS_DEG,
 ) -> dict:
     """Median seconds per whole scan (read, both stages, write; after ``warmup``), its phases, the ROI, the peak
     memory and the settings. The plan's decisions are re-derived for ``profile`` from ``plan_file``'s fingerprint;

@@ -19,6 +19,22 @@ from torch import nn
 from bundle.networks.ensemble import LOGIT_EPSILON
 
 
+DEFAULT_ROTATIONS_DEG = (-20.0, 0.0, 20.0)
+"""configs/inference.yaml's and configs/train.yaml's ``tta_rotations_deg`` (and the inference benchmark's default)."""
+
+
+def checked_angles(angles_deg: Sequence[float]) -> tuple[float, ...]:
+    """``angles_deg`` as floats, refused (ValueError naming the config key) when empty, not finite or beyond 90
+    degrees."""
+    angles = tuple(float(a) for a in angles_deg)
+    if not angles:
+        raise ValueError("a rotation average needs at least one angle (tta_rotations_deg: null or [0] for one pass)")
+    if any(not math.isfinite(a) or abs(a) > 90 for a in angles):
+        raise ValueError(f"tta_rotations_deg: rotation angles must be finite and within +-90 degrees, got "
+                         f"{list(angles_deg)}")
+    return angles
+
+
 def rotate(x: torch.Tensor, radians: float) -> torch.Tensor:
     """(B, C, H, W) turned by ``radians`` about the centre of the slice (bilinear, zero outside)."""
     c, s = math.cos(radians), math.sin(radians)
@@ -36,12 +52,8 @@ class RotationAverage(nn.Module):
 
     def __init__(self, network: nn.Module | Callable, angles_deg: Sequence[float]) -> None:
         super().__init__()
-        if not angles_deg:
-            raise ValueError("a rotation average needs at least one angle")
-        if any(not math.isfinite(float(a)) or abs(float(a)) > 90 for a in angles_deg):
-            raise ValueError(f"rotation angles must be finite and within +-90 degrees, got {list(angles_deg)}")
         self.network = network
-        self.radians = [math.radians(float(a)) for a in angles_deg]
+        self.radians = [math.radians(a) for a in checked_angles(angles_deg)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None

@@ -41,7 +41,7 @@ from bundle.inference.localizer import (
     largest_component,
     side_name,
 )
-from bundle.inference.rotations import RotationAverage
+from bundle.inference.rotations import RotationAverage, checked_angles
 from bundle.preprocessing.neighbours import neighbour_offset, stack_neighbours
 from bundle.preprocessing.roi import ROI_EPSILON, Roi, mask_box, roi_from_box, roi_moments
 
@@ -146,9 +146,7 @@ class TwoStageInferer(Inferer):
                  scan_search: bool = True, rotations_deg: Sequence[float] | None = None) -> None:
         super().__init__()
         self.scan_search = bool(scan_search)
-        self.rotations_deg = tuple(float(a) for a in rotations_deg or ())
-        if self.rotations_deg:
-            RotationAverage(torch.nn.Identity(), self.rotations_deg)  # refuses bad angles now, not on the first scan
+        self.rotations_deg = checked_angles(rotations_deg) if rotations_deg else ()  # refused now, not on a scan
         self.context = None if context is None else tuple(int(c) for c in context)
         self.neighbour_mm = None if neighbour_mm is None else float(neighbour_mm)
         self.localizer = localizer

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from bundle.benchmarks.inference import time_scans
 from bundle.inference.localizer import SEARCHED
-from bundle.inference.rotations import RotationAverage, rotate
+from bundle.inference.rotations import DEFAULT_ROTATIONS_DEG, RotationAverage, rotate
 from bundle.inference.two_stage import TwoStageInferer
 from tests.inference.test_localizer import SPACING, CountingNet, _missed, sign_net
 
@@ -95,3 +99,10 @@ def test_a_crop_through_the_inferer_with_rotations_matches_the_plain_pass_on_a_r
     turned = TwoStageInferer(None, rotations_deg=[-20, 0, 20])(v, sign_net)
     agree = ((plain[0, 0] > 0) == (turned[0, 0] > 0)).float().mean().item()
     assert agree > 0.99 and np.isfinite(turned.numpy()).all()
+
+
+def test_the_configs_and_the_benchmark_share_one_default():
+    root = Path(__file__).resolve().parents[2] / "configs"
+    for name in ("inference.yaml", "train.yaml"):
+        assert tuple(yaml.safe_load((root / name).read_text())["tta_rotations_deg"]) == DEFAULT_ROTATIONS_DEG, name
+    assert inspect.signature(time_scans).parameters["rotations_deg"].default == DEFAULT_ROTATIONS_DEG
