@@ -32,6 +32,7 @@ from monai.inferers import Inferer, SliceInferer
 
 from bundle.inference.localizer import (
     CROP,
+    NO_LA,
     SEARCHED,
     THRESHOLD,
     Localizer,
@@ -211,13 +212,14 @@ class TwoStageInferer(Inferer):
         stage 1 found nothing at all) and ``scan_search`` is on, stage 2 searches the whole field of view
         (:meth:`search_scan`) and segments the LAs it found in turn, at most :data:`SCAN_SEARCH_TRIES`
         (:data:`~bundle.inference.localizer.SEARCHED`). A crop is never searched: it is the whole field of view.
-        Without a plausible LA anywhere the first answer stands, its detail saying what stage 2 refuted; for a
-        :data:`~bundle.inference.localizer.NO_LA` location (no ROI) that is ``(location, None)``.
+        Without a plausible LA anywhere (a crop: in the crop) the scan has none: a :data:`~bundle.inference.localizer.NO_LA` location
+        (no ROI) and no logits, ``(location, None)``, its detail saying what stage 1 found and what stage 2
+        refuted (a stage-2 LA below the plausible volume is not reported as the scan's LA).
         """
         if self.localizer is None or spacing is None:
             return location, self.segment_roi(inputs, network, location.roi, spacing)
         least_ml = self.localizer.la_range.ml[0]
-        first: tuple[Location, torch.Tensor] | None = None
+        first: Location | None = None  # stage 1's choice, when stage 2 refuted it
         refuted: list[str] = []
         tried: list[np.ndarray] = []
 
@@ -231,9 +233,13 @@ class TwoStageInferer(Inferer):
 
         if location.roi is not None:
             found, logits, la_ml = self.segment_grown(inputs, network, location, spacing)
-            if la_ml >= least_ml or location.status == CROP:
+            if la_ml >= least_ml:
                 return found, logits
-            first = found, logits
+            if location.status == CROP:  # the whole field of view: nowhere else to look
+                note = f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in the crop ({la_ml:.1f} ml)"
+                logger.info("stage 2: %s", note)
+                return dataclasses.replace(found, status=NO_LA, roi=None, detail=f"{found.detail}; {note}"), None
+            first = found
             refuted.append(f"stage 1's choice ({la_ml:.1f} ml)")
             if location.candidate is not None:
                 tried.append(location.candidate.mask)
@@ -265,7 +271,7 @@ class TwoStageInferer(Inferer):
         if first is None:
             return dataclasses.replace(location, detail=f"{location.detail}; {note}" if note else location.detail), None
         logger.info("stage 2: %s", note)
-        return dataclasses.replace(first[0], detail=f"{first[0].detail}; {note}"), first[1]
+        return dataclasses.replace(first, status=NO_LA, roi=None, detail=f"stage 1's choice: {first.detail}; {note}"), None
 
     def search_scan(self, inputs: torch.Tensor, network: Callable, spacing: Sequence[float]
                     ) -> tuple[list[Location], str]:

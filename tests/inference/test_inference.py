@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -391,13 +392,22 @@ def two_stage_segmenter(plan: dict, array: np.ndarray, level_scale: float = 0.5,
     return Segmenter(net, plan, localizer=localizer)
 
 
+def accepting_any_la(segmenter: Segmenter) -> Segmenter:
+    """``segmenter`` with any LA plausible (0 ml up), so that whatever its stand-in stage 2 finds in stage 1's ROI
+    stands instead of making the scan no_la."""
+    localizer = segmenter.stages.localizer
+    localizer.la_range = dataclasses.replace(localizer.la_range, ml=(0.0, 1e6))
+    return segmenter
+
+
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])
 @pytest.mark.parametrize("direction", [LPS, RAS, TURNED], ids=["LPS", "RAS", "turned"])
 def test_two_stages_paste_the_roi_back_on_the_input_grid(tmp_path, tiny_dataset, suffix, direction):
     plan = located_plan(tiny_dataset[1])
     array = whole_array()
     write_scan(array, tmp_path / f"scan{suffix}", direction=direction)
-    (first,) = segment_scans(scan_records(tmp_path), two_stage_segmenter(plan, array), tmp_path / "first")
+    any_stage_2 = accepting_any_la(two_stage_segmenter(plan, array))  # for stage 1's ROI
+    (first,) = segment_scans(scan_records(tmp_path), any_stage_2, tmp_path / "first")
     (x0, y0, z0), (x1, y1, z1) = first["roi_start"], first["roi_stop"]  # the scan's own indices = the array's
     segmenter = two_stage_segmenter(plan, array, roi_values=array[z0:z1, y0:y1, x0:x1])
     rows = segment_scans(scan_records(tmp_path), segmenter, tmp_path / "out")
@@ -445,6 +455,28 @@ def test_no_la_found_is_its_own_status_with_the_reason(tmp_path, tiny_dataset):
     assert "scan,no_la," in (out / "report.csv").read_text()
 
 
+class BlankNet(torch.nn.Module):
+    """A stage 2 that sees no LA anywhere (every logit -10)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 2, *x.shape[2:]), -10.0)
+
+
+def test_a_stage_1_choice_stage_2_refutes_everywhere_is_no_la_not_ok_with_0_ml(tmp_path, tiny_dataset):
+    """Stage 1 finds a plausible LA, stage 2 segments nothing there nor in its search: the scan has no LA (no_la with
+    both stages' reasons, no masks), never ``ok`` with 0 ml."""
+    plan = located_plan(tiny_dataset[1])
+    array = whole_array()
+    write_scan(array, tmp_path / "scan.nii.gz")
+    segmenter = two_stage_segmenter(plan, array)
+    segmenter.network = BlankNet()
+    (row,) = segment_scans(scan_records(tmp_path), segmenter, tmp_path / "out")
+    assert row["status"] == "no_la" and row["stage1"] == "none" and "la_ml" not in row and row["roi_start"] is None
+    assert row["error"].startswith("stage 1's choice: LA found:")  # stage 1 chose a plausible LA
+    assert "stage 2 found no plausible LA" in row["error"] and "stage 1's choice (0.0 ml)" in row["error"]
+    assert row["qc"] == "not segmented (no_la): see error" and not (tmp_path / "out" / "scan").exists()
+
+
 class WeakLocalizer(torch.nn.Module):
     """A stand-in stage 1 unsure of the LA: probability ``p`` where the coarse intensity is above ``level``, about
     0 elsewhere."""
@@ -461,7 +493,7 @@ def test_a_weak_la_found_by_the_wider_search_is_reported_as_widened(tmp_path, ti
     plan = located_plan(tiny_dataset[1])
     array = whole_array()
     write_scan(array, tmp_path / "scan.nii.gz")
-    segmenter = two_stage_segmenter(plan, array)
+    segmenter = accepting_any_la(two_stage_segmenter(plan, array))
     segmenter.stages.localizer.network = WeakLocalizer(segmenter.stages.localizer.network.level)
     (row,) = segment_scans(scan_records(tmp_path), segmenter, tmp_path / "out")
     assert row["status"] == "ok" and row["stage1"] == "widened" and row["qc"]

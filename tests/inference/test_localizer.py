@@ -395,19 +395,29 @@ def test_stage_2_checks_stage_1s_guesses_when_stage_1_found_no_la():
 
 
 @pytest.mark.parametrize("distractor", [True, False])
-def test_without_an_la_in_any_guess_stage_1s_answer_stands_and_says_so(distractor):
+def test_without_an_la_in_any_guess_the_scan_is_no_la_and_says_why(distractor):
     v, la, localizer = _guessing(la_in_image=False, distractor=distractor)
     inferer = TwoStageInferer(localizer, roi_growths=3)
     out = inferer(v, sign_net, spacing=SPACING)
     final = inferer.last_location
-    assert final.status == (OK if distractor else NO_LA)
-    assert (final.roi is not None) == distractor and bool((out[0, 0] <= 0).all())
+    # a refuted stage-1 choice is not the scan's LA: no_la, no ROI, background everywhere, never `ok` with 0 ml
+    assert final.status == NO_LA and final.roi is None and (out == BACKGROUND_LOGIT).all()
+    assert final.detail.startswith("stage 1's choice: LA found: 6 ml" if distractor else "stage 1 found no LA")
     refuted = "stage 1's choice (0.0 ml), a guess of 0 ml (0.0 ml)" if distractor else "a guess of 0 ml (0.0 ml)"
     searched = ("its search of the whole field of view (1 window(s) of 64 x 96 voxels on every 2nd slice: no "
                 "component of p > 0.5)")  # without a context, one window: the whole slice
     assert final.detail.endswith(f"stage 2 found no plausible LA (at least 1 ml) in {refuted}, {searched}")
-    if not distractor:
-        assert (out == BACKGROUND_LOGIT).all()
+
+
+def test_a_stage_2_la_below_the_plausible_volume_is_no_la(monkeypatch):
+    """Stage 2 segments something in stage 1's ROI, but less than any plausible LA: the scan is no_la."""
+    v, la, localizer = _guessing(la_in_image=True, distractor=False)
+    localizer.la_range = dataclasses.replace(localizer.la_range, ml=(5.0, 20.0))  # the 2 ml block is too small
+    inferer = TwoStageInferer(localizer, roi_growths=3, scan_search=False)
+    out = inferer(v, sign_net, spacing=SPACING)
+    final = inferer.last_location
+    assert final.status == NO_LA and final.roi is None and (out == BACKGROUND_LOGIT).all()
+    assert "stage 2 found no plausible LA (at least 5 ml) in a guess of 0 ml (2.0 ml)" in final.detail
 
 
 def test_stage_2_checks_at_most_max_guesses(monkeypatch):
@@ -495,6 +505,12 @@ def test_the_search_refutes_what_is_no_la_and_a_crop_is_never_searched():
     crop = TwoStageInferer(Localizer(MapNet(np.zeros((8, 16, 24), np.float32)), crop_plan), context=(32, 32))
     crop(v, net, spacing=SPACING)
     assert crop.last_location.status == CROP and net.calls == 2  # the whole crop's 16 slices once: nothing searched
+    # with LAs of at least 5 ml its 2 ml aorta is no LA: the crop is no_la, with the reason, and nothing else is tried
+    crop.localizer.la_range = dataclasses.replace(crop.localizer.la_range, ml=(5.0, 375.0))
+    assert torch.all(crop(v, net, spacing=SPACING) == BACKGROUND_LOGIT) and net.calls == 4
+    assert crop.last_location.status == NO_LA and crop.last_location.roi is None
+    assert crop.last_location.detail.startswith("a crop around the LA")
+    assert crop.last_location.detail.endswith("stage 2 found no plausible LA (at least 5 ml) in the crop (2.0 ml)")
 
 
 # --------------------------------------------------------------------------- a real localiser on whole-FOV phantoms
