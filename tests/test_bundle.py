@@ -264,6 +264,41 @@ def test_inference_config_has_the_model_zoo_infer_properties(tiny_dataset, tmp_p
     assert len(workflow.dataset) == len(list((root / "imagesTr").iterdir()))
 
 
+def test_inference_config_segments_with_two_runs_as_one_model(tiny_dataset, tmp_path):
+    """README's two-seed recipe: lists of TorchScript files for both stages make each stage the mean of its
+    members' probabilities, through the default CPU backend, and the segmenter segments a scan with them."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    from bundle.data.io import read_image
+    from bundle.networks import CascadeNet, LocalizerNet
+
+    root, plan = tiny_dataset
+    loc = plan["decisions"]["localizer"]["value"]
+    models, localizers = [], []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(tmp_path / f"model{seed}.ts")
+        localizers.append(tmp_path / f"localizer{seed}.ts")
+        torch.jit.save(torch.jit.script(CascadeNet(1, (4, 8), gs_width=4, lstm_channels=4).eval()), str(models[-1]))
+        torch.jit.save(torch.jit.script(LocalizerNet(loc["widths"], loc["strides"]).eval()), str(localizers[-1]))
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "configs" / "inference.yaml"))
+    parser.update({"plan_file": str(root.parent / "tiny.json"), "model_file": [str(m) for m in models],
+                   "localizer_file": [str(f) for f in localizers], "tta_rotations_deg": [0]})
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(torch.jit.load(str(m))(x)) for m in models]).mean(0)
+        torch.testing.assert_close(torch.sigmoid(parser.get_parsed_content("stage2")(x)), expected, atol=1e-5, rtol=0)
+        volume = torch.randn(1, 1, *loc["patch_size"])
+        expected = torch.stack([torch.sigmoid(torch.jit.load(str(f))(volume)) for f in localizers]).mean(0)
+        located = parser.get_parsed_content("locator").network(volume)
+        torch.testing.assert_close(torch.sigmoid(located), expected, atol=1e-5, rtol=0)
+    image = read_image(next((root / "imagesTr").iterdir()))
+    result = parser.get_parsed_content("segmenter").segment(image)
+    assert result.status in ("ok", "no_la") and result.label.shape == image.GetSize()[::-1]
+
+
 @pytest.mark.parametrize("overlay", sorted((REPO / "configs" / "ablation").glob("*.yaml")), ids=lambda p: p.stem)
 def test_ablation_overlays_choose_a_cascade_and_their_own_folders(overlay):
     from monai.bundle import ConfigParser
