@@ -17,4 +17,4 @@ only what it wrote itself), ``atomic`` (files that appear complete or not at all
 whose failures are reported while the others go on).
 """
 
-__version__ = "0.8.10"  # the bundle's version in metadata.json
+__version__ = "0.8.11"  # the bundle's version in metadata.json
