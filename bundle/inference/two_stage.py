@@ -212,9 +212,10 @@ class TwoStageInferer(Inferer):
         stage 1 found nothing at all) and ``scan_search`` is on, stage 2 searches the whole field of view
         (:meth:`search_scan`) and segments the LAs it found in turn, at most :data:`SCAN_SEARCH_TRIES`
         (:data:`~bundle.inference.localizer.SEARCHED`). A crop is never searched: it is the whole field of view.
-        Without a plausible LA anywhere (a crop: in the crop) the scan has none: a :data:`~bundle.inference.localizer.NO_LA` location
-        (no ROI) and no logits, ``(location, None)``, its detail saying what stage 1 found and what stage 2
-        refuted (a stage-2 LA below the plausible volume is not reported as the scan's LA).
+        Without a plausible LA anywhere (a crop: in the crop) the scan has none: a
+        :data:`~bundle.inference.localizer.NO_LA` location (no ROI) and no logits, ``(location, None)``, its detail
+        saying what stage 1 found and what stage 2 refuted (a stage-2 LA below the plausible volume is not reported
+        as the scan's LA).
         """
         if self.localizer is None or spacing is None:
             return location, self.segment_roi(inputs, network, location.roi, spacing)
@@ -223,10 +224,13 @@ class TwoStageInferer(Inferer):
         refuted: list[str] = []
         tried: list[np.ndarray] = []
 
+        def none_in(where: str) -> str:
+            return f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {where}"
+
         def answer(found: Location, logits: torch.Tensor) -> tuple[Location, torch.Tensor]:
             why = [] if first is not None else [location.detail]
             if refuted:
-                why.append(f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}")
+                why.append(none_in(", ".join(refuted)))
             detail = "; ".join([*why, found.detail])
             logger.info("stage 2: %s", detail)
             return dataclasses.replace(found, detail=detail), logits
@@ -236,7 +240,7 @@ class TwoStageInferer(Inferer):
             if la_ml >= least_ml:
                 return found, logits
             if location.status == CROP:  # the whole field of view: nowhere else to look
-                note = f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in the crop ({la_ml:.1f} ml)"
+                note = none_in(f"the crop ({la_ml:.1f} ml)")
                 logger.info("stage 2: %s", note)
                 return dataclasses.replace(found, status=NO_LA, roi=None, detail=f"{found.detail}; {note}"), None
             first = found
@@ -267,11 +271,12 @@ class TwoStageInferer(Inferer):
                 refuted.append(f"its search's component of {guess.candidate.ml:.1f} ml ({la_ml:.1f} ml)")
             if not searched:
                 refuted.append(summary)
-        note = f"stage 2 found no plausible LA (at least {least_ml:.0f} ml) in {', '.join(refuted)}" if refuted else ""
+        note = none_in(", ".join(refuted)) if refuted else ""
         if first is None:
             return dataclasses.replace(location, detail=f"{location.detail}; {note}" if note else location.detail), None
         logger.info("stage 2: %s", note)
-        return dataclasses.replace(first, status=NO_LA, roi=None, detail=f"stage 1's choice: {first.detail}; {note}"), None
+        detail = f"stage 1's choice: {first.detail}; {note}"
+        return dataclasses.replace(first, status=NO_LA, roi=None, detail=detail), None
 
     def search_scan(self, inputs: torch.Tensor, network: Callable, spacing: Sequence[float]
                     ) -> tuple[list[Location], str]:

@@ -409,7 +409,7 @@ def test_without_an_la_in_any_guess_the_scan_is_no_la_and_says_why(distractor):
     assert final.detail.endswith(f"stage 2 found no plausible LA (at least 1 ml) in {refuted}, {searched}")
 
 
-def test_a_stage_2_la_below_the_plausible_volume_is_no_la(monkeypatch):
+def test_a_stage_2_la_below_the_plausible_volume_is_no_la():
     """Stage 2 segments something in stage 1's ROI, but less than any plausible LA: the scan is no_la."""
     v, la, localizer = _guessing(la_in_image=True, distractor=False)
     localizer.la_range = dataclasses.replace(localizer.la_range, ml=(5.0, 20.0))  # the 2 ml block is too small
